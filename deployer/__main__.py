@@ -1,0 +1,5 @@
+"""Entry point for `python -m deployer`."""
+
+from deployer.cli import main
+
+main()

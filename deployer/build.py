@@ -1,0 +1,268 @@
+"""The build: rules folder to validated ARM templates, one result per rule file.
+
+load -> convert -> analytics rule -> render (in memory) -> validate -> write. A rule that fails
+at any step gets its reasons and the others go on; nothing is written for a rule with errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from deployer.analytics import RuleInputs, analytics_rule
+from deployer.config import PIPELINES, ProjectConfig
+from deployer.convert import Converter, RuleConversionError
+from deployer.errors import ConfigError
+from deployer.model import AnalyticsRule, Problem, RuleResult
+from deployer.pipelines import table_columns
+from deployer.render import RenderedRule, Renderer
+from deployer.rules import LoadFailure, SigmaSource, duplicate_ids, find_rule_files, load_rule
+from deployer.validate import QueryValidator, duplicate_display_names, validate_rule
+
+logger = logging.getLogger(__name__)
+
+SKIPPED_STATUSES = ("deprecated", "unsupported")
+_OUTPUT_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build and how: the CLI's options, resolved."""
+
+    paths: tuple[Path, ...] = ()
+    out_dir: Path | None = None
+    pipeline: str | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A rule that has come through the stages so far."""
+
+    source: SigmaSource
+    rule: AnalyticsRule
+    rendered: RenderedRule
+    problems: tuple[Problem, ...]
+
+
+def run_build(
+    config: ProjectConfig,
+    request: BuildRequest,
+    *,
+    queries: QueryValidator | None,
+    on_result: Callable[[RuleResult], None] | None = None,
+) -> list[RuleResult]:
+    """Build (or, with no out_dir, only validate) every rule file the request names."""
+    environment = config.environment(request.environment) if request.environment else None
+    api_version = (environment and environment.api_version) or config.api_version
+    inputs = RuleInputs(
+        defaults=config.defaults, overrides=environment.overrides if environment else ()
+    )
+    stages = _Stages(
+        config=config,
+        request=request,
+        inputs=inputs,
+        api_version=api_version,
+        renderer=Renderer(config.templates_dir),
+        queries=queries,
+        converter=Converter(),
+    )
+    files = find_rule_files(_existing(request.paths or (config.rules_dir,)))
+
+    # Load every file first: duplicate ids are a property of the whole set.
+    loaded = [load_rule(path) for path in files]
+    sources = [item for item in loaded if isinstance(item, SigmaSource)]
+    duplicates = {p.location.path: p for p in duplicate_ids(sources)}
+
+    results: dict[Path, RuleResult] = {}
+    candidates: list[_Candidate] = []
+    for item in loaded:
+        if isinstance(item, LoadFailure):
+            results[item.path] = _failed(item.path, item.problems, item.rule_id, item.title)
+            continue
+        if item.path in duplicates:
+            results[item.path] = _failed(
+                item.path, (duplicates[item.path],), item.rule_id, item.title
+            )
+            continue
+        skipped = _skip_reason(item, environment.name if environment else None, config, request)
+        if skipped:
+            results[item.path] = RuleResult(
+                item.path, "skipped", item.rule_id, item.title, problems=(skipped,)
+            )
+            continue
+        outcome = _build_one(stages, item)
+        if isinstance(outcome, RuleResult):
+            results[item.path] = outcome
+        else:
+            candidates.append(outcome)
+
+    # Display names must be unique across everything that would reach the workspace.
+    clashes = {p.rule_id: p for p in duplicate_display_names([c.rule for c in candidates])}
+    for candidate in candidates:
+        problems = candidate.problems
+        if candidate.rule.rule_id in clashes:
+            problems = (*problems, clashes[candidate.rule.rule_id])
+        results[candidate.source.path] = _finish(candidate, problems, request.out_dir)
+
+    if request.out_dir is not None and not request.paths:
+        _remove_stale(request.out_dir, {c.rule.rule_id for c in candidates})
+    ordered = [results[path] for path in files]
+    if on_result:
+        for result in ordered:
+            on_result(result)
+    return ordered
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """The per-rule stages, with what they share across rules in one run."""
+
+    config: ProjectConfig
+    request: BuildRequest
+    inputs: RuleInputs
+    api_version: str
+    renderer: Renderer
+    queries: QueryValidator | None
+    converter: Converter
+
+
+def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
+    converter, renderer, api_version = stages.converter, stages.renderer, stages.api_version
+    pipeline = _pipeline(source, stages.request, stages.config)
+    if isinstance(pipeline, Problem):
+        return _failed(source.path, (pipeline,), source.rule_id, source.title)
+    try:
+        converted = converter.convert(source.rule, pipeline)
+    except RuleConversionError as error:
+        problem = Problem(
+            "error",
+            "convert",
+            f"cannot convert with the {pipeline} pipeline: {error}",
+            source.location("detection"),
+            source.rule_id,
+            source.title,
+        )
+        return _failed(source.path, (problem,), source.rule_id, source.title)
+
+    columns = table_columns(pipeline).get(converted.table or "", {})
+    rule, problems = analytics_rule(
+        source.metadata,
+        converted,
+        sentinel=source.sentinel,
+        inputs=replace(stages.inputs, table_columns=tuple(columns)),
+        source=source.location(),
+        sentinel_line=source.lines.get("sentinel"),
+    )
+    if rule is None:
+        return _failed(source.path, problems, source.rule_id, source.title, converted.query)
+    rendered = renderer.render(rule, api_version=api_version)
+    problems += tuple(
+        validate_rule(
+            rule,
+            rendered.request_body(),
+            api_version=api_version,
+            lines=source.lines,
+            queries=stages.queries,
+            table_columns=tuple(columns),
+        )
+    )
+    return _Candidate(source, rule, rendered, problems)
+
+
+def _finish(
+    candidate: _Candidate, problems: tuple[Problem, ...], out_dir: Path | None
+) -> RuleResult:
+    source, rule = candidate.source, candidate.rule
+    if any(p.is_error for p in problems):
+        return _failed(source.path, problems, rule.rule_id, source.title, rule.query)
+    if out_dir is None:
+        return RuleResult(
+            source.path, "valid", rule.rule_id, source.title, rule.query, None, problems
+        )
+    output = out_dir / f"{rule.rule_id}.json"
+    _write_atomically(output, candidate.rendered.text)
+    return RuleResult(
+        source.path, "built", rule.rule_id, source.title, rule.query, output, problems
+    )
+
+
+def _pipeline(source: SigmaSource, request: BuildRequest, config: ProjectConfig) -> str | Problem:
+    """--pipeline, else the rule's `sentinel.pipeline`, else the environment's, else the
+    project's."""
+    own = source.sentinel.get("pipeline")
+    if own is not None and own not in PIPELINES:
+        return Problem(
+            "error",
+            "sentinel",
+            f"sentinel.pipeline: {own!r} is not one of {', '.join(PIPELINES)}",
+            source.location("sentinel"),
+            source.rule_id,
+            source.title,
+        )
+    environment = config.environments.get(request.environment or "")
+    return str(request.pipeline or own or (environment and environment.pipeline) or config.pipeline)
+
+
+def _skip_reason(
+    source: SigmaSource, environment: str | None, config: ProjectConfig, request: BuildRequest
+) -> Problem | None:
+    status = source.metadata.status
+    reason = None
+    if status in SKIPPED_STATUSES:
+        reason = f"skipped: the rule's status is {status}"
+    elif environment is not None:
+        env = config.environments[environment]
+        if env.include and source.rule_id not in env.include:
+            reason = f"skipped: not in environments.{environment}.include"
+        elif source.rule_id in env.exclude:
+            reason = f"skipped: in environments.{environment}.exclude"
+    if reason is None:
+        return None
+    return Problem(
+        "warning", "skipped", reason, source.location("status"), source.rule_id, source.title
+    )
+
+
+def _failed(
+    path: Path,
+    problems: Sequence[Problem],
+    rule_id: str | None,
+    title: str | None,
+    query: str | None = None,
+) -> RuleResult:
+    return RuleResult(path, "failed", rule_id, title, query, None, tuple(problems))
+
+
+def _existing(paths: Sequence[Path]) -> list[Path]:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
+    return list(paths)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale(out_dir: Path, keep: set[str]) -> None:
+    """Templates of rules that no longer build would mislead a reviewer reading build/."""
+    if not out_dir.is_dir():
+        return
+    for path in out_dir.iterdir():
+        if _OUTPUT_NAME.match(path.name) and path.stem not in keep:
+            logger.info("removing %s: no rule builds it any more", path)
+            path.unlink()

@@ -1,0 +1,292 @@
+"""Finding and loading Sigma rule files: one file, one rule, with source lines kept.
+
+Every problem with a file becomes a `Problem` naming the file and, where known, the line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.rule import SigmaRule
+from sigma.rule.base import SigmaYAMLLoader
+
+from deployer.model import Location, Problem, RuleMetadata
+
+logger = logging.getLogger(__name__)
+
+RULE_SUFFIXES = (".yml", ".yaml")
+# Files that sit next to rules without being rules (detection test cases, for one).
+NOT_RULES = (".tests.yml", ".tests.yaml")
+
+# Which top-level key a pySigma error is about, to point at its line.
+_ERROR_KEYS: Mapping[str, str] = {
+    "SigmaIdentifierError": "id",
+    "SigmaTitleError": "title",
+    "SigmaStatusError": "status",
+    "SigmaLevelError": "level",
+    "SigmaDateError": "date",
+    "SigmaModifiedError": "modified",
+    "SigmaTagError": "tags",
+    "SigmaLogsourceError": "logsource",
+    "SigmaReferencesError": "references",
+    "SigmaFalsePositivesError": "falsepositives",
+    "SigmaDescriptionError": "description",
+    "SigmaAuthorError": "author",
+    "SigmaRelatedError": "related",
+}
+
+
+@dataclass(frozen=True)
+class SigmaSource:
+    """A rule file that pySigma could read, with what later stages need to point at it."""
+
+    path: Path
+    rule: SigmaRule
+    metadata: RuleMetadata
+    # 1-based line of each top-level key, for messages.
+    lines: Mapping[str, int]
+    # The rule's own `sentinel:` block (pySigma keeps unknown top-level keys as custom
+    # attributes); empty when absent.
+    sentinel: Mapping[str, Any]
+
+    @property
+    def rule_id(self) -> str:
+        return self.metadata.rule_id
+
+    @property
+    def title(self) -> str:
+        return self.metadata.title
+
+    def location(self, key: str | None = None) -> Location:
+        return Location(self.path, self.lines.get(key) if key else None)
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A file that is no usable rule, and why."""
+
+    path: Path
+    problems: tuple[Problem, ...]
+    title: str | None = None
+    rule_id: str | None = None
+
+
+def find_rule_files(paths: Sequence[Path]) -> list[Path]:
+    """Rule files under `paths` (files or folders, searched recursively), sorted, unique."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            candidates: Iterable[Path] = (p for p in path.rglob("*") if p.is_file())
+        else:
+            candidates = [path]
+        found.update(p for p in candidates if _is_rule_file(p))
+    return sorted(found)
+
+
+def load_rule(path: Path) -> SigmaSource | LoadFailure:
+    """Parse one file into a Sigma rule; every problem found is returned, not raised."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return _failure(path, None, f"cannot read the file: {error}", "read")
+    try:
+        data, lines = _parse_yaml(text)
+    except yaml.YAMLError as error:
+        return _failure(path, _yaml_line(error), f"not valid YAML: {_yaml_reason(error)}", "yaml")
+    except _NotOneRuleError as error:
+        return _failure(path, None, str(error), "yaml")
+
+    problems = _shape_problems(path, data, lines)
+    if problems:
+        return LoadFailure(path, problems, _text(data.get("title")), _text(data.get("id")))
+    rule = SigmaRule.from_dict(data, collect_errors=True, source=SigmaRuleLocation(path))
+    title = str(data.get("title", ""))
+    rule_id = str(data["id"])
+    problems = tuple(_sigma_problem(path, lines, error, title, rule_id) for error in rule.errors)
+    if problems:
+        return LoadFailure(path, problems, title, rule_id)
+
+    sentinel = rule.custom_attributes.get("sentinel") or {}
+    if not isinstance(sentinel, Mapping):
+        problem = Problem(
+            "error",
+            "sentinel",
+            "the `sentinel:` block must be a mapping of settings",
+            Location(path, lines.get("sentinel")),
+            rule_id,
+            title,
+        )
+        return LoadFailure(path, (problem,), title, rule_id)
+    # The id as pySigma parsed it (a UUID), in its canonical lower-case form.
+    canonical_id = str(rule.id) if rule.id else rule_id
+    return SigmaSource(path, rule, _metadata(rule, canonical_id, title), lines, sentinel)
+
+
+def duplicate_ids(sources: Sequence[SigmaSource]) -> list[Problem]:
+    """One error per file whose rule id another file also uses."""
+    counts = Counter(source.rule_id.lower() for source in sources)
+    problems = []
+    for source in sources:
+        if counts[source.rule_id.lower()] > 1:
+            others = [
+                str(s.path)
+                for s in sources
+                if s.rule_id.lower() == source.rule_id.lower() and s is not source
+            ]
+            problems.append(
+                Problem(
+                    "error",
+                    "duplicate-id",
+                    f"id {source.rule_id} is also used by {', '.join(others)}; "
+                    "give each rule its own UUID",
+                    source.location("id"),
+                    source.rule_id,
+                    source.title,
+                )
+            )
+    return problems
+
+
+class _NotOneRuleError(ValueError):
+    pass
+
+
+class _RuleLoader(SigmaYAMLLoader):
+    """pySigma's loader (C speed, duplicate keys refused), but the refusal carries its line."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _is_rule_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(RULE_SUFFIXES) and not name.endswith(NOT_RULES)
+
+
+def _parse_yaml(text: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """One parse gives both the data (with pySigma's duplicate-key check) and key lines."""
+    loader = _RuleLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise _NotOneRuleError("the file is empty; one Sigma rule per file is expected")
+        data = loader.construct_document(node)
+    except yaml.composer.ComposerError as error:
+        if "expected a single document" in str(error):
+            raise _NotOneRuleError(
+                "the file holds several YAML documents; put one Sigma rule in each file"
+            ) from error
+        raise
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise _NotOneRuleError("the file is not a YAML mapping, so it is no Sigma rule")
+    lines = {
+        str(key.value): key.start_mark.line + 1
+        for key, _ in node.value
+        if isinstance(key, yaml.ScalarNode)
+    }
+    return data, lines
+
+
+def _shape_problems(
+    path: Path, data: Mapping[str, Any], lines: Mapping[str, int]
+) -> tuple[Problem, ...]:
+    """What makes a file no single detection rule, before pySigma looks at it."""
+    title, rule_id = _text(data.get("title")), _text(data.get("id"))
+    problems = []
+    for key in ("action", "correlation", "filter"):
+        if key in data:
+            problems.append(
+                Problem(
+                    "error",
+                    "not-a-rule",
+                    f"Sigma `{key}` documents are not supported; one detection rule per file",
+                    Location(path, lines.get(key)),
+                    rule_id,
+                    title,
+                )
+            )
+    if not rule_id:
+        problems.append(
+            Problem(
+                "error",
+                "no-id",
+                "the rule has no `id`: add a UUID (e.g. from `uuidgen`); it becomes the "
+                "analytics rule's name in Sentinel and must never change",
+                Location(path, 1),
+                None,
+                title,
+            )
+        )
+    for key in ("title", "detection", "logsource"):
+        if key not in data:
+            problems.append(
+                Problem(
+                    "error",
+                    "missing",
+                    f"the rule has no `{key}`",
+                    Location(path, 1),
+                    rule_id,
+                    title,
+                )
+            )
+    return tuple(problems)
+
+
+def _sigma_problem(
+    path: Path, lines: Mapping[str, int], error: SigmaError, title: str, rule_id: str
+) -> Problem:
+    key = _ERROR_KEYS.get(type(error).__name__, "detection")
+    # pySigma appends " in <absolute path>" to its messages; we name the file ourselves.
+    message = str(error.args[0]) if error.args else type(error).__name__
+    return Problem(
+        "error", "sigma", f"{message} ({key})", Location(path, lines.get(key)), rule_id, title
+    )
+
+
+def _metadata(rule: SigmaRule, rule_id: str, title: str) -> RuleMetadata:
+    return RuleMetadata(
+        rule_id=rule_id,
+        title=title,
+        description=rule.description or "",
+        status=rule.status.name.lower() if rule.status else None,
+        level=rule.level.name.lower() if rule.level else None,
+        tags=tuple(str(tag) for tag in rule.tags),
+        references=tuple(str(ref) for ref in rule.references),
+        falsepositives=tuple(str(fp) for fp in rule.falsepositives),
+        author=rule.author,
+    )
+
+
+def _failure(path: Path, line: int | None, message: str, code: str) -> LoadFailure:
+    return LoadFailure(path, (Problem("error", code, message, Location(path, line)),))
+
+
+def _yaml_line(error: yaml.YAMLError) -> int | None:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return mark.line + 1 if mark is not None else None
+
+
+def _yaml_reason(error: yaml.YAMLError) -> str:
+    problem = getattr(error, "problem", None)
+    return str(problem) if problem else str(error).splitlines()[0]
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
