@@ -17,7 +17,7 @@ from pathlib import Path
 from deployer.analytics import RuleInputs, analytics_rule
 from deployer.config import PIPELINES, ProjectConfig
 from deployer.convert import Converter, RuleConversionError
-from deployer.errors import ConfigError
+from deployer.errors import UsageError
 from deployer.model import AnalyticsRule, Problem, RuleResult
 from deployer.pipelines import table_columns
 from deployer.render import RenderedRule, Renderer
@@ -242,7 +242,7 @@ def _failed(
 def _existing(paths: Sequence[Path]) -> list[Path]:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
     return list(paths)
 
 

@@ -21,7 +21,7 @@ from rich.logging import RichHandler
 from deployer import __version__
 from deployer.build import BuildRequest, run_build
 from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
-from deployer.errors import ConfigError, DeployerError, KqlUnavailableError
+from deployer.errors import ConfigError, DeployerError, KqlUnavailableError, UsageError
 from deployer.kql import KqlLanguageService
 from deployer.model import RuleResult
 from deployer.pipelines import table_columns
@@ -195,7 +195,7 @@ def _kql_service(skip: bool) -> Iterator[QueryValidator | None]:
 def _project(config: Path | None) -> ProjectConfig:
     cwd = Path.cwd()
     if config is not None and not config.is_file():
-        raise ConfigError(f"{config}: no such config file")
+        raise UsageError(f"{config}: no such config file")
     return load_config(config or find_config(cwd), cwd=cwd)
 
 
@@ -211,6 +211,9 @@ def _command(debug: bool) -> Iterator[None]:
         stderr.print(f"error: {error}")
         stderr.print("(run with --skip-kql to build without checking queries)")
         raise typer.Exit(ExitCode.UNAVAILABLE) from None
+    except UsageError as error:
+        stderr.print(f"error: {error}")
+        raise typer.Exit(ExitCode.USAGE) from None
     except ConfigError as error:
         stderr.print(f"error: {error}")
         raise typer.Exit(ExitCode.CONFIG) from None

@@ -23,7 +23,7 @@ from deployer.alertrule import (
     TRIGGER_OPERATORS,
     parse_duration,
 )
-from deployer.errors import ConfigError
+from deployer.errors import ConfigError, UsageError
 from deployer.model import EntityMapping, RuleSettings, Severity
 
 CONFIG_NAME = "sentinel-deployer.toml"
@@ -84,7 +84,7 @@ class ProjectConfig:
         except KeyError:
             known = ", ".join(sorted(self.environments)) or "none are configured"
             where = self.path or CONFIG_NAME
-            raise ConfigError(f"{where}: no environment '{name}' (known: {known})") from None
+            raise UsageError(f"{where}: no environment '{name}' (known: {known})") from None
 
 
 def find_config(start: Path) -> Path | None:

@@ -11,8 +11,12 @@ class DeployerError(Exception):
     """Base of every error this tool raises on purpose; the CLI catches it in one place."""
 
 
+class UsageError(DeployerError):
+    """A command-line argument names something that does not exist (a path, an environment)."""
+
+
 class ConfigError(DeployerError):
-    """The config file or a command-line option is unusable."""
+    """The config file is unreadable or invalid."""
 
 
 class TemplateError(DeployerError):

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from sigma.rule import SigmaRule
 
-from conftest import SEED_RULE, SHARED, rule_yaml
 from deployer.convert import Converter, RuleConversionError
 from deployer.rules import SigmaSource, load_rule
+
+from conftest import SEED_RULE, SHARED, rule_yaml
 
 
 def _convert(yaml_text: str, pipeline: str = "sentinel_asim") -> str:

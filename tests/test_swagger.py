@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from swagger import (
     ENV_VAR,
     SUPPORTED_API_VERSIONS,
