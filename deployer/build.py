@@ -21,7 +21,14 @@ from deployer.errors import UsageError
 from deployer.model import AnalyticsRule, Problem, RuleResult
 from deployer.pipelines import table_columns
 from deployer.render import RenderedRule, Renderer
-from deployer.rules import LoadFailure, SigmaSource, duplicate_ids, find_rule_files, load_rule
+from deployer.rules import (
+    LoadFailure,
+    SigmaSource,
+    duplicate_ids,
+    find_rule_files,
+    load_rule,
+    sigma_lint,
+)
 from deployer.validate import QueryValidator, duplicate_display_names, validate_rule
 
 logger = logging.getLogger(__name__)
@@ -134,6 +141,9 @@ class _Stages:
 
 def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
     converter, renderer, api_version = stages.converter, stages.renderer, stages.api_version
+    lint = sigma_lint(source)
+    if any(p.is_error for p in lint):
+        return _failed(source.path, lint, source.rule_id, source.title)
     pipeline = _pipeline(source, stages.request, stages.config)
     if isinstance(pipeline, Problem):
         return _failed(source.path, (pipeline,), source.rule_id, source.title)
@@ -159,6 +169,7 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
         source=source.location(),
         sentinel_line=source.lines.get("sentinel"),
     )
+    problems = lint + problems
     if rule is None:
         return _failed(source.path, problems, source.rule_id, source.title, converted.query)
     rendered = renderer.render(rule, api_version=api_version)

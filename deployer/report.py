@@ -36,7 +36,11 @@ def text_lines(result: RuleResult, *, root: Path | None = None) -> Iterable[str]
     where = f" -> {_relative(result.output, root)}" if result.output else ""
     yield f"{result.status:<8} {name}  {what}{where}".rstrip()
     for problem in result.problems:
-        yield "  " + problem.line()
+        where = _relative(problem.location.path, root)
+        if problem.location.line is not None:
+            where += f":{problem.location.line}"
+        title = f" [{problem.title}]" if problem.title else ""
+        yield f"  {where}: {problem.severity}{title}: {problem.message}"
 
 
 def json_line(result: RuleResult, *, root: Path | None = None) -> str:

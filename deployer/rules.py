@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import yaml
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 from sigma.rule.base import SigmaYAMLLoader
+from sigma.validators.base import SigmaRuleValidator, SigmaValidationIssueSeverity
+from sigma.validators.core import validators as core_validators
 
 from deployer.model import Location, Problem, RuleMetadata
 
@@ -129,6 +132,55 @@ def load_rule(path: Path) -> SigmaSource | LoadFailure:
     return SigmaSource(path, rule, _metadata(rule, canonical_id, title), lines, sentinel)
 
 
+# pySigma validators that look at one rule and need no downloaded data (the ATT&CK and D3FEND
+# tag validators fetch MITRE data at run time; the uniqueness ones compare whole collections,
+# which duplicate_ids does here with file names).
+SIGMA_VALIDATORS = (
+    "all_of_them_condition",
+    "control_character",
+    "custom_attributes",
+    "dangling_condition",
+    "dangling_detection",
+    "double_wildcard",
+    "duplicate_references",
+    "duplicate_tag",
+    "escaped_wildcard",
+    "fieldname_logsource",
+    "identifier_existence",
+    "invalid_modifier_combinations",
+    "namespace_tag",
+    "number_as_string",
+    "specific_instead_of_generic_logsource",
+    "tag_format",
+    "them_condition_with_single_detection",
+    "wildcards_instead_of_modifiers",
+)
+
+
+def sigma_lint(source: SigmaSource) -> tuple[Problem, ...]:
+    """pySigma's own checks of one rule: high-severity issues are errors (pySigma: "the rule
+    logic deviates from the author's intention"), the rest warnings."""
+    problems = []
+    for validator in _validators():
+        for issue in validator.validate(source.rule):
+            details = ", ".join(
+                f"{name}: {value}" for name, value in vars(issue).items() if name != "rules"
+            )
+            high = issue.severity is SigmaValidationIssueSeverity.HIGH
+            message = f"{issue.description}" + (f" ({details})" if details else "")
+            problems.append(
+                Problem(
+                    "error" if high else "warning",
+                    "sigma-lint",
+                    " ".join(message.split()),
+                    source.location("detection"),
+                    source.rule_id,
+                    source.title,
+                )
+            )
+    return tuple(problems)
+
+
 def duplicate_ids(sources: Sequence[SigmaSource]) -> list[Problem]:
     """One error per file whose rule id another file also uses."""
     counts = Counter(source.rule_id.lower() for source in sources)
@@ -152,6 +204,11 @@ def duplicate_ids(sources: Sequence[SigmaSource]) -> list[Problem]:
                 )
             )
     return problems
+
+
+@cache
+def _validators() -> tuple[SigmaRuleValidator, ...]:
+    return tuple(core_validators[name]() for name in SIGMA_VALIDATORS)
 
 
 class _NotOneRuleError(ValueError):

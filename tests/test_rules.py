@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer.rules import LoadFailure, SigmaSource, duplicate_ids, find_rule_files, load_rule
+from deployer.rules import (
+    LoadFailure,
+    SigmaSource,
+    duplicate_ids,
+    find_rule_files,
+    load_rule,
+    sigma_lint,
+)
 
 from conftest import SEED_ID, SEED_RULE, rule_yaml
 
@@ -109,3 +116,29 @@ def test_two_files_with_one_id_each_get_an_error_naming_the_other(tmp_path: Path
     problems = duplicate_ids(sources)
     assert [p.location.path.name for p in problems] == ["one.yml", "two.yml"]
     assert "two.yml" in problems[0].message and "one.yml" in problems[1].message
+
+
+def test_pysigma_checks_a_detection_the_condition_forgets(tmp_path: Path) -> None:
+    detection = (
+        "selection:\n    CommandLine|contains: x\n"
+        "filter:\n    Image|endswith: y\n"
+        "condition: selection"
+    )
+    source = load_rule(_write(tmp_path, "dangling.yml", rule_yaml(detection=detection)))
+    assert isinstance(source, SigmaSource)
+    problems = sigma_lint(source)
+    assert [p.severity for p in problems] == ["error"]
+    assert "detection_name: filter" in problems[0].message
+
+
+def test_pysigma_style_findings_are_warnings(tmp_path: Path) -> None:
+    detection = "selection:\n    CommandLine|contains: 'a\\*b'\ncondition: selection"
+    source = load_rule(_write(tmp_path, "escaped.yml", rule_yaml(detection=detection)))
+    assert isinstance(source, SigmaSource)
+    assert [p.severity for p in sigma_lint(source)] == ["warning"]
+
+
+def test_the_seed_rule_passes_pysigmas_checks() -> None:
+    source = load_rule(SEED_RULE)
+    assert isinstance(source, SigmaSource)
+    assert sigma_lint(source) == ()
