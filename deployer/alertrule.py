@@ -89,19 +89,22 @@ API_VERSIONS: Mapping[str, ApiVersion] = {
     ),
 }
 
+# All patterns are used with fullmatch and ASCII digits only: "$" alone would accept a trailing
+# newline, and \d would accept other scripts' digits, both of which the service refuses.
 _DURATION = re.compile(
-    r"^P(?!$)(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$"
+    r"P(?!$)(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?",
+    re.ASCII,
 )
-TECHNIQUE = re.compile(r"^T\d{4}$")
-SUB_TECHNIQUE = re.compile(r"^T\d{4}\.\d{3}$")
-CUSTOM_DETAIL_KEY = re.compile(r"^[a-zA-Z]\w{0,19}$")
+TECHNIQUE = re.compile(r"T\d{4}", re.ASCII)
+SUB_TECHNIQUE = re.compile(r"T\d{4}\.\d{3}", re.ASCII)
+CUSTOM_DETAIL_KEY = re.compile(r"[a-zA-Z]\w{0,19}", re.ASCII)
 MIN_SCHEDULE = timedelta(minutes=5)
 MAX_SCHEDULE = timedelta(days=14)
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse the ISO 8601 durations the API uses (days, hours, minutes, seconds)."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if match is None:
         raise ValueError(f"'{text}' is not an ISO 8601 duration such as PT5M, PT1H or P1D")
     parts = {key: int(value) if value else 0 for key, value in match.groupdict().items()}
@@ -366,7 +369,7 @@ def _pattern_rules(values: Any, pattern: re.Pattern[str], name: str, form: str) 
     return [
         f"properties.{name}[{i}]: {value!r} is not of the form {form}"
         for i, value in enumerate(values)
-        if not (isinstance(value, str) and pattern.match(value))
+        if not (isinstance(value, str) and pattern.fullmatch(value))
     ]
 
 
@@ -388,7 +391,7 @@ def _mapping_rules(properties: Mapping[str, Any]) -> list[str]:
         if len(details) > 20:
             problems.append(f"properties.customDetails: {len(details)} keys, at most 20")
         for key in details:
-            if not CUSTOM_DETAIL_KEY.match(str(key)):
+            if not CUSTOM_DETAIL_KEY.fullmatch(str(key)):
                 problems.append(
                     f"properties.customDetails.{key}: keys are 1 to 20 letters, digits or _, "
                     "starting with a letter"

@@ -1,8 +1,9 @@
 """AnalyticsRule to ARM template, with jinja2, safely for any rule text.
 
 Safety comes from three rules: every value is emitted as JSON by our `arm` filter (never pasted
-into a JSON string), a string that starts with "[" is escaped as "[[" so that ARM never evaluates
-rule text as an expression, and undefined names stop the render. A template that prints a value
+into a JSON string), a string ARM would read as an expression (starts with "[", ends with "]")
+is escaped as "[[...]" so that ARM never evaluates rule text, and undefined names stop the
+render. A template that prints a value
 without the filter is refused, so a custom template cannot undo the first two by accident.
 """
 
@@ -56,15 +57,26 @@ class RenderedRule:
         }
 
 
-def arm_escape(value: Any) -> Any:
-    """Escape every string that starts with "[" (at any depth) as "[[".
+def is_arm_expression(text: str) -> bool:
+    """Whether ARM would evaluate this JSON string as a template expression.
 
-    NOTE: Microsoft Learn ("Syntax and expressions in ARM templates", escape characters) says only
-    strings that also end with "]" are evaluated; we escape every leading "[" regardless, as
-    Bicep does, so no string can become an expression whatever its ending.
+    ARM's expression parser (Azure.ResourceManager.Deployments.Expression, ExpressionParser)
+    treats a string as an expression when it starts with "[" and ends with "]", unless it starts
+    with "[[", which makes it a literal with the first "[" removed. Microsoft Learn, "Syntax and
+    expressions in ARM templates", escape characters, says the same.
+    """
+    return text.startswith("[") and text.endswith("]") and not text.startswith("[[")
+
+
+def arm_escape(value: Any) -> Any:
+    """Escape, at any depth, every string ARM would evaluate or unescape, by a leading "[".
+
+    NOTE: only strings that start with "[" and end with "]" are escaped. ARM leaves any other
+    string as it is, so escaping "[PROD] Rule" as "[[PROD] Rule" would reach the workspace with
+    both brackets; escaping exactly what ARM reads as an expression keeps the text as it was.
     """
     if isinstance(value, str):
-        return "[" + value if value.startswith("[") else value
+        return "[" + value if value.startswith("[") and value.endswith("]") else value
     if isinstance(value, Mapping):
         return {key: arm_escape(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -73,9 +85,9 @@ def arm_escape(value: Any) -> Any:
 
 
 def arm_unescape(value: Any) -> Any:
-    """The inverse of `arm_escape`, as ARM applies it to literal strings."""
+    """What ARM makes of literal strings: "[[...]" loses its first "["; nothing else changes."""
     if isinstance(value, str):
-        return value[1:] if value.startswith("[[") else value
+        return value[1:] if value.startswith("[[") and value.endswith("]") else value
     if isinstance(value, Mapping):
         return {key: arm_unescape(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -192,6 +204,9 @@ class _ArmExpression(str):
 
 
 def _arm_filter(value: Any) -> _Json:
+    if isinstance(value, jinja2.Undefined):
+        # StrictUndefined raises its own "is undefined" error (naming the variable) when used.
+        str(value)
     return _Json(json.dumps(arm_escape(value), ensure_ascii=False))
 
 
