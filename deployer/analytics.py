@@ -89,10 +89,14 @@ def analytics_rule(
     sentinel: Mapping[str, object],
     inputs: RuleInputs,
     source: Location,
-    sentinel_line: int | None = None,
+    lines: Mapping[str, int] | None = None,
 ) -> tuple[AnalyticsRule | None, tuple[Problem, ...]]:
-    """The analytics rule for one converted Sigma rule, or None and the reasons."""
+    """The analytics rule for one converted Sigma rule, or None and the reasons.
+
+    `lines` maps the rule file's top-level keys to their lines, for the messages.
+    """
     problems: list[Problem] = []
+    lines = lines or {}
 
     def report(severity: str, code: str, message: str, line: int | None = None) -> None:
         location = Location(source.path, line) if line is not None else source
@@ -111,14 +115,14 @@ def analytics_rule(
     own = {k: v for k, v in sentinel.items() if k not in RULE_ONLY_KEYS}
     rule_layer, layer_errors = parse_settings(own, "sentinel")
     for message in layer_errors:
-        report("error", "sentinel", message, sentinel_line)
+        report("error", "sentinel", message, lines.get("sentinel"))
     settings = apply_settings(RuleSettings(), inputs.defaults, rule_layer, inputs.overrides)
 
     attack = map_tags(metadata.tags)
     for message in attack.errors:
-        report("error", "attack", message, None)
+        report("error", "attack", message, lines.get("tags"))
     for message in attack.warnings:
-        report("warning", "attack", message, None)
+        report("warning", "attack", message, lines.get("tags"))
 
     severity = settings.severity or _severity(metadata.level, report)
     entities = _entities(settings, converted, inputs.table_columns, report)

@@ -167,7 +167,7 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
         sentinel=source.sentinel,
         inputs=replace(stages.inputs, table_columns=tuple(columns)),
         source=source.location(),
-        sentinel_line=source.lines.get("sentinel"),
+        lines=source.lines,
     )
     problems = lint + problems
     if rule is None:

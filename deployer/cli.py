@@ -21,7 +21,14 @@ from rich.logging import RichHandler
 from deployer import __version__
 from deployer.build import BuildRequest, run_build
 from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
-from deployer.errors import ConfigError, DeployerError, KqlUnavailableError, UsageError
+from deployer.errors import (
+    ConfigError,
+    DeployerError,
+    KqlServiceError,
+    KqlUnavailableError,
+    TemplateError,
+    UsageError,
+)
 from deployer.kql import KqlLanguageService
 from deployer.model import RuleResult
 from deployer.pipelines import table_columns
@@ -207,21 +214,13 @@ def _command(debug: bool) -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except KqlUnavailableError as error:
-        stderr.print(f"error: {error}")
-        stderr.print("(run with --skip-kql to build without checking queries)")
-        raise typer.Exit(ExitCode.UNAVAILABLE) from None
-    except UsageError as error:
-        stderr.print(f"error: {error}")
-        raise typer.Exit(ExitCode.USAGE) from None
-    except ConfigError as error:
-        stderr.print(f"error: {error}")
-        raise typer.Exit(ExitCode.CONFIG) from None
     except DeployerError as error:
         if debug:
             stderr.print_exception()
         stderr.print(f"error: {error}")
-        raise typer.Exit(ExitCode.RULES_FAILED) from None
+        if isinstance(error, KqlUnavailableError):
+            stderr.print("(run with --skip-kql to build without checking queries)")
+        raise typer.Exit(_exit_code(error)) from None
     # The CLI's catch-all (the other is the per-rule conversion step): a bug must still end in
     # one line and a documented exit code, with the traceback under --debug.
     except Exception as error:  # noqa: BLE001 - see the comment above
@@ -232,6 +231,17 @@ def _command(debug: bool) -> Iterator[None]:
             "(run with --debug for the traceback and report it)"
         )
         raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def _exit_code(error: DeployerError) -> ExitCode:
+    if isinstance(error, UsageError):
+        return ExitCode.USAGE
+    if isinstance(error, KqlServiceError):
+        return ExitCode.UNAVAILABLE
+    # A broken templates folder is project configuration too: no rule was looked at.
+    if isinstance(error, ConfigError | TemplateError):
+        return ExitCode.CONFIG
+    return ExitCode.RULES_FAILED
 
 
 def _configure_logging(debug: bool) -> None:

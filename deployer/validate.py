@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from deployer.alertrule import scheduled_rule_problems
 from deployer.attack import techniques_table
+from deployer.errors import KqlServiceError
 from deployer.kql import KqlDiagnostic, kusto_type
 from deployer.model import AnalyticsRule, Location, Problem
 
@@ -127,7 +128,14 @@ def validate_rule(
         report("defect", message, "detection")
 
     if queries is not None:
-        for diagnostic in queries.diagnostics(rule.query, rule.pipeline):
+        try:
+            diagnostics = queries.diagnostics(rule.query, rule.pipeline)
+        except KqlServiceError as error:
+            # One query that Kusto.Language cannot analyse (its stack overflows on very deep
+            # queries) fails that rule, not the run.
+            report("kql", f"Kusto.Language could not check the query: {error}", "detection")
+            diagnostics = ()
+        for diagnostic in diagnostics:
             report(
                 "kql",
                 f"KQL {diagnostic.code} at query line {diagnostic.line}, column "

@@ -61,8 +61,11 @@ def test_group_software_and_other_namespaces_are_not_tactics_and_not_errors() ->
     assert mapping == map_tags([])
 
 
-def test_an_unknown_technique_number_is_an_error() -> None:
-    assert "T9999" in map_tags(["attack.t9999"]).errors[0]
+def test_a_technique_newer_than_the_bundled_data_is_kept_with_a_warning() -> None:
+    mapping = map_tags(["attack.execution", "attack.t9999"])
+    assert mapping.techniques == ("T9999",)
+    assert mapping.errors == ()
+    assert "T9999" in mapping.warnings[0] and "cannot be checked" in mapping.warnings[0]
 
 
 def test_a_revoked_technique_is_a_warning() -> None:

@@ -11,6 +11,7 @@ from deployer.analytics import RuleInputs, analytics_rule
 from deployer.build import BuildRequest, run_build
 from deployer.config import load_config
 from deployer.convert import Converter
+from deployer.kql import KqlLanguageService
 from deployer.model import AnalyticsRule, EntityMapping
 from deployer.pipelines import table_columns
 from deployer.render import Renderer
@@ -141,3 +142,22 @@ def test_every_rule_in_rules_builds_validates_and_has_a_unique_id(
     assert results and not failures, "\n".join(failures)
     ids = [r.rule_id for r in results]
     assert len(ids) == len(set(ids))
+
+
+def test_a_query_too_deep_for_kusto_language_fails_only_that_rule(
+    seed: tuple[SigmaSource, AnalyticsRule], kql_service: KqlLanguageService
+) -> None:
+    source, rule = seed
+    # Past about 2,000 nested terms the JavaScript stack overflows (see tests/test_kql.py).
+    deep = KqlLanguageService(max_analysis_depth=100_000)
+    try:
+        queries = QueryValidator(deep, table_columns)
+        chain = " or ".join(f'TargetProcessCommandLine contains "v{i}"' for i in range(4000))
+        lines = _problems(
+            source, dataclasses.replace(rule, query=f"imProcessCreate\n| where {chain}\n"), queries
+        )
+        assert any("could not check the query" in line for line in lines), lines
+        # The same process still answers for the next rule.
+        assert _problems(source, rule, queries) == []
+    finally:
+        deep.close()
