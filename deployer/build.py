@@ -16,8 +16,8 @@ from pathlib import Path
 
 from deployer.analytics import RuleInputs, analytics_rule
 from deployer.config import PIPELINES, ProjectConfig
-from deployer.convert import Converter, RuleConversionError
-from deployer.errors import UsageError
+from deployer.convert import Converter
+from deployer.errors import RuleConversionError, UsageError
 from deployer.model import AnalyticsRule, Problem, RuleResult
 from deployer.pipelines import table_columns
 from deployer.render import RenderedRule, Renderer

@@ -14,16 +14,13 @@ from sigma.backends.kusto.kusto import KustoBackend
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from deployer.errors import RuleConversionError
 from deployer.model import ConvertedRule
 from deployer.pipelines import processing_pipeline
 
 logger = logging.getLogger(__name__)
 
 _TABLE = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(?:\n|\||$)")
-
-
-class RuleConversionError(Exception):
-    """Why one rule could not become KQL; the caller turns it into a per-rule problem."""
 
 
 @dataclass

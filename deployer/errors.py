@@ -19,6 +19,10 @@ class ConfigError(DeployerError):
     """The config file is unreadable or invalid."""
 
 
+class RuleConversionError(DeployerError):
+    """One rule could not become KQL; the build turns it into that rule's problem."""
+
+
 class TemplateError(DeployerError):
     """A jinja2 template is missing, does not compile, or renders something that is not JSON."""
 

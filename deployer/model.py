@@ -1,6 +1,6 @@
 """Frozen values passed between the pipeline stages.
 
-load (rules.py) -> convert (convert.py) -> AnalyticsRule (analytics.py) -> validate -> render.
+load (rules.py) -> convert (convert.py) -> AnalyticsRule (analytics.py) -> render -> validate.
 Nothing here knows pySigma, jinja2 or Azure; every stage takes these and returns these.
 """
 

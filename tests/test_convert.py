@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sigma.rule import SigmaRule
 
-from deployer.convert import Converter, RuleConversionError
+from deployer.convert import Converter
+from deployer.errors import RuleConversionError
 from deployer.rules import SigmaSource, load_rule
 
 from conftest import SEED_RULE, SHARED, rule_yaml
