@@ -17,6 +17,7 @@ from pathlib import Path
 from deployer.analytics import RuleInputs, analytics_rule
 from deployer.config import PIPELINES, ProjectConfig
 from deployer.convert import Converter
+from deployer.detection.cases import tests_path
 from deployer.errors import RuleConversionError, UsageError
 from deployer.model import AnalyticsRule, Problem, RuleResult
 from deployer.pipelines import table_columns
@@ -173,6 +174,8 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
     if rule is None:
         return _failed(source.path, problems, source.rule_id, source.title, converted.query)
     rendered = renderer.render(rule, api_version=api_version)
+    if not tests_path(source.path).is_file():
+        problems += (_no_tests(source, required=stages.config.require_tests),)
     problems += tuple(
         validate_rule(
             rule,
@@ -186,20 +189,40 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
     return _Candidate(source, rule, rendered, problems)
 
 
+def _no_tests(source: SigmaSource, *, required: bool) -> Problem:
+    return Problem(
+        "error" if required else "warning",
+        "no-tests",
+        f"no detection tests: add {tests_path(source.path).name} with events that must and must "
+        "not match (see the README, Detection tests)",
+        source.location(),
+        source.rule_id,
+        source.title,
+    )
+
+
 def _finish(
     candidate: _Candidate, problems: tuple[Problem, ...], out_dir: Path | None
 ) -> RuleResult:
     source, rule = candidate.source, candidate.rule
     if any(p.is_error for p in problems):
         return _failed(source.path, problems, rule.rule_id, source.title, rule.query)
-    if out_dir is None:
-        return RuleResult(
-            source.path, "valid", rule.rule_id, source.title, rule.query, None, problems
-        )
-    output = out_dir / f"{rule.rule_id}.json"
-    _write_atomically(output, candidate.rendered.text)
+    # The query exactly as a deploy sends it: from the rendered template, not the model.
+    query = str(candidate.rendered.request_body()["properties"].get("query", rule.query))
+    output = None
+    if out_dir is not None:
+        output = out_dir / f"{rule.rule_id}.json"
+        _write_atomically(output, candidate.rendered.text)
     return RuleResult(
-        source.path, "built", rule.rule_id, source.title, rule.query, output, problems
+        source.path,
+        "built" if output else "valid",
+        rule.rule_id,
+        source.title,
+        query,
+        output,
+        problems,
+        pipeline=rule.pipeline,
+        table=rule.table,
     )
 
 

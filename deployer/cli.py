@@ -21,6 +21,8 @@ from rich.logging import RichHandler
 from deployer import __version__
 from deployer.build import BuildRequest, run_build
 from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
+from deployer.detection.engine import EventEngine
+from deployer.detection.runner import RuleTestResult, run_detection_tests
 from deployer.errors import (
     ConfigError,
     DeployerError,
@@ -32,7 +34,14 @@ from deployer.errors import (
 from deployer.kql import KqlLanguageService
 from deployer.model import RuleResult
 from deployer.pipelines import table_columns
-from deployer.report import json_line, summary, text_lines
+from deployer.report import (
+    detection_json_line,
+    detection_lines,
+    detection_summary,
+    json_line,
+    summary,
+    text_lines,
+)
 from deployer.validate import QueryValidator
 
 logger = logging.getLogger(__name__)
@@ -143,6 +152,43 @@ def validate(
             environment=env,
         )
         _run(project, request, output_format, skip_kql=skip_kql)
+
+
+@app.command("test")
+def test_rules(
+    paths: PathsArg = None,
+    pipeline: PipelineOpt = None,
+    env: EnvOpt = None,
+    output_format: FormatOpt = OutputFormat.TEXT,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run each rule's detection tests (<rule>.tests.yml) on the query a deploy would send."""
+    with _command(debug):
+        project = _project(config)
+        request = BuildRequest(
+            paths=tuple(paths or ()),
+            pipeline=pipeline.value if pipeline else None,
+            environment=env,
+        )
+        root = Path.cwd()
+
+        def show(result: RuleTestResult) -> None:
+            if output_format is OutputFormat.JSON:
+                typer.echo(detection_json_line(result, root=root))
+            else:
+                for line in detection_lines(result, root=root):
+                    typer.echo(line)
+
+        engine = EventEngine()
+        try:
+            results = run_detection_tests(project, request, engine=engine, on_result=show)
+        finally:
+            engine.close()
+        stderr.print(detection_summary(results))
+        untested_fails = project.require_tests and any(r.status == "untested" for r in results)
+        if untested_fails or any(result.status == "failed" for result in results):
+            raise typer.Exit(ExitCode.RULES_FAILED)
 
 
 @app.command()

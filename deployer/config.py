@@ -75,6 +75,8 @@ class ProjectConfig:
     out_dir: Path = Path("build")
     pipeline: str = DEFAULT_PIPELINE
     api_version: str = GA_API_VERSION
+    # A rule without detection tests is an error rather than a warning.
+    require_tests: bool = False
     defaults: SettingsLayer = ()
     environments: Mapping[str, Environment] = field(default_factory=dict)
 
@@ -134,7 +136,16 @@ def _parse(raw: Mapping[str, Any], path: Path) -> ProjectConfig:
     root = path.parent
     _unknown(raw, ("project", "defaults", "environments"), "", errors)
     project = _table(raw, "project", "", errors)
-    _unknown(project, ("rules", "templates", "out", "pipeline", "api_version"), "project.", errors)
+    _unknown(
+        project,
+        ("rules", "templates", "out", "pipeline", "api_version", "require_tests"),
+        "project.",
+        errors,
+    )
+    require_tests = project.get("require_tests", False)
+    if not isinstance(require_tests, bool):
+        errors.append(f"project.require_tests: expected true or false, got {require_tests!r}")
+        require_tests = False
     defaults, default_errors = parse_settings(_table(raw, "defaults", "", errors), "defaults")
     errors.extend(default_errors)
     environments = {
@@ -150,6 +161,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> ProjectConfig:
         out_dir=root / (_string(project, "out", "project.", errors) or "build"),
         pipeline=_pipeline(project, "project.", errors) or DEFAULT_PIPELINE,
         api_version=_api_version(project, "project.", errors) or GA_API_VERSION,
+        require_tests=require_tests,
         defaults=defaults,
         environments=environments,
     )

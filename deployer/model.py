@@ -146,6 +146,9 @@ class RuleResult:
     query: str | None = None
     output: Path | None = None
     problems: tuple[Problem, ...] = field(default=())
+    # Where the query reads: the pipeline that converted it and the table it starts from.
+    pipeline: str | None = None
+    table: str | None = None
 
     @property
     def errors(self) -> tuple[Problem, ...]:

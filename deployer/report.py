@@ -1,4 +1,4 @@
-"""Results as text and JSON, and the one summary line every command ends with."""
+"""Build and test results as text and JSON, and the summary line every command ends with."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from deployer.detection.runner import RuleTestResult
 from deployer.model import Problem, RuleResult
 
 # Status words in the order the summary lists them.
@@ -24,7 +25,8 @@ def summary(results: Sequence[RuleResult]) -> str:
         return "0 rules found"
     counts: Counter[str] = Counter(result.status for result in results)
     parts = [f"{counts[status]} {status}" for status in _STATUS_ORDER if counts[status]]
-    warnings = sum(len(r.warnings) for r in results if r.status != "skipped")
+    # Warnings of rules that made it; a failed rule's warnings are in its own lines.
+    warnings = sum(len(r.warnings) for r in results if r.status in ("built", "valid"))
     tail = f" ({plural(warnings, 'warning')})" if warnings else ""
     return f"{plural(len(results), 'rule')}: {', '.join(parts)}{tail}"
 
@@ -75,3 +77,60 @@ def _relative(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return str(path)
+
+
+def detection_lines(result: RuleTestResult, *, root: Path | None = None) -> Iterable[str]:
+    """One line for the rule's tests, then each failing case with its event."""
+    name = _relative(result.path, root)
+    failed = [c for c in result.cases if not c.passed]
+    if result.status == "untested":
+        detail = "no test cases"
+    elif result.errors:
+        detail = "cases not run"
+    elif failed:
+        detail = f"{len(failed)} of {plural(len(result.cases), 'case')} failed"
+    else:
+        detail = plural(len(result.cases), "case")
+    yield f"{result.status:<8} {name}  {result.title or ''} ({detail})"
+    for error in result.errors:
+        yield f"  {error}"
+    for outcome in failed:
+        where = _relative(outcome.case.location.path, root)
+        if outcome.case.location.line is not None:
+            where += f":{outcome.case.location.line}"
+        yield f"  {where}: case '{outcome.case.name}': {outcome.reason}"
+        yield f"    event: {outcome.event_json()}"
+
+
+def detection_summary(results: Sequence[RuleTestResult]) -> str:
+    """'2 rules: 1 passed, 1 failed; 12 cases: 11 passed, 1 failed'."""
+    if not results:
+        return "0 rules found"
+    counts: Counter[str] = Counter(result.status for result in results)
+    rules = ", ".join(f"{counts[s]} {s}" for s in ("passed", "failed", "untested") if counts[s])
+    cases = [c for result in results for c in result.cases]
+    passed = sum(c.passed for c in cases)
+    tail = f"{passed} passed, {len(cases) - passed} failed" if cases else "none run"
+    return f"{plural(len(results), 'rule')}: {rules}; {plural(len(cases), 'case')}: {tail}"
+
+
+def detection_json_line(result: RuleTestResult, *, root: Path | None = None) -> str:
+    """One JSON object per rule: path, id, title, status, errors and every case's outcome."""
+    record = {
+        "path": _relative(result.path, root),
+        "id": result.rule_id,
+        "title": result.title,
+        "status": result.status,
+        "errors": list(result.errors),
+        "cases": [
+            {
+                "name": c.case.name,
+                "expect": "match" if c.case.expect_match else "no match",
+                "passed": c.passed,
+                "reason": c.reason,
+                "line": c.case.location.line,
+            }
+            for c in result.cases
+        ],
+    }
+    return json.dumps(record, ensure_ascii=False)

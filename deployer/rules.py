@@ -15,18 +15,19 @@ from typing import Any
 
 import yaml
 from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaDetectionItem, SigmaRule
 from sigma.rule.base import SigmaYAMLLoader
 from sigma.validators.base import SigmaRuleValidator, SigmaValidationIssueSeverity
 from sigma.validators.core import validators as core_validators
 
+from deployer.detection.cases import TESTS_SUFFIX
 from deployer.model import Location, Problem, RuleMetadata
 
 logger = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yml", ".yaml")
-# Files that sit next to rules without being rules (detection test cases, for one).
-NOT_RULES = (".tests.yml", ".tests.yaml")
+# Files that sit next to rules without being rules: detection test cases.
+NOT_RULES = (TESTS_SUFFIX,)
 
 # Which top-level key a pySigma error is about, to point at its line.
 _ERROR_KEYS: Mapping[str, str] = {
@@ -164,7 +165,7 @@ def sigma_lint(source: SigmaSource) -> tuple[Problem, ...]:
     for validator in _validators():
         for issue in validator.validate(source.rule):
             details = ", ".join(
-                f"{name}: {value}" for name, value in vars(issue).items() if name != "rules"
+                f"{name}: {_brief(value)}" for name, value in vars(issue).items() if name != "rules"
             )
             high = issue.severity is SigmaValidationIssueSeverity.HIGH
             message = f"{issue.description}" + (f" ({details})" if details else "")
@@ -188,7 +189,7 @@ def duplicate_ids(sources: Sequence[SigmaSource]) -> list[Problem]:
     for source in sources:
         if counts[source.rule_id.lower()] > 1:
             others = [
-                str(s.path)
+                _display(s.path)
                 for s in sources
                 if s.rule_id.lower() == source.rule_id.lower() and s is not source
             ]
@@ -315,6 +316,26 @@ def _sigma_problem(
     return Problem(
         "error", "sigma", f"{message} ({key})", Location(path, lines.get(key)), rule_id, title
     )
+
+
+def _brief(value: Any) -> str:
+    """An issue detail in a few words: a detection item by its field, not its whole repr."""
+    if isinstance(value, SigmaDetectionItem):
+        modifiers = "".join(
+            f"|{m.__name__.removeprefix('Sigma').removesuffix('Modifier').lower()}"
+            for m in value.modifiers
+        )
+        return f"{value.field or 'keywords'}{modifiers}"
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _display(path: Path) -> str:
+    """A path as the user typed it: relative to the working folder where it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _metadata(rule: SigmaRule, rule_id: str, title: str) -> RuleMetadata:

@@ -15,6 +15,7 @@ from deployer.validate import QueryValidator
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SEED_RULE = REPO / "rules/windows/process_creation/proc_creation_win_cloudflared_tunnel_run.yml"
+SEED_TESTS = SEED_RULE.with_name(SEED_RULE.stem + ".tests.yml")
 SEED_ID = "9a019ffc-3580-4c9d-8d87-079f7e8d3fd4"
 CORPUS = SHARED / "corpus/sigmahq/process_creation"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SEED_ID, SEED_RULE, SHARED, rule_yaml
+from conftest import SEED_ID, SEED_RULE, SEED_TESTS, SHARED, rule_yaml
 
 SEED_JSON = f"{SEED_ID}.json"
 SEED_TITLE = "Cloudflared Tunnel Execution"
@@ -86,6 +86,10 @@ def project(folder: Path, rules: dict[str, str], config: str | None = None) -> P
         path = folder / "rules" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+        if text == seed():
+            # The seed rule travels with its detection tests, as in rules/.
+            tests = path.with_name(path.stem + ".tests.yml")
+            tests.write_text(SEED_TESTS.read_text(encoding="utf-8"), encoding="utf-8")
     if config is not None:
         (folder / "sentinel-deployer.toml").write_text(textwrap.dedent(config), encoding="utf-8")
     return folder
@@ -539,3 +543,45 @@ def test_help_lists_the_commands(tmp_path: Path, command: str) -> None:
     assert process.returncode == 0, shown
     assert re.search(r"(?m)^\W*build\s", process.stdout), shown
     assert re.search(r"(?m)^\W*validate\s", process.stdout), shown
+
+
+# --------------------------------------------------------------------------- detection tests
+
+
+def test_the_seed_rules_detection_tests_pass(tmp_path: Path) -> None:
+    project(tmp_path, {"seed.yml": seed()})
+    run = cli(tmp_path, "test")
+    assert run.code == 0, run.log
+    assert run.stdout.startswith("passed   rules/seed.yml"), run.log
+    assert run.stderr.strip().endswith("1 rule: 1 passed; 6 cases: 6 passed, 0 failed"), run.log
+
+
+def test_a_changed_operator_fails_naming_the_case_and_the_event(tmp_path: Path) -> None:
+    project(tmp_path, {"seed.yml": seed()})
+    rule = tmp_path / "rules" / "seed.yml"
+    # The options list's `contains` becomes `endswith`: no tunnel command line ends with one.
+    assert seed().count("CommandLine|contains:\n") == 1
+    rule.write_text(
+        seed().replace("CommandLine|contains:\n", "CommandLine|endswith:\n"), encoding="utf-8"
+    )
+    run = cli(tmp_path, "test")
+    assert run.code == 1, run.log
+    assert "case 'tunnel run with a token': expected a match, the query returned nothing" in (
+        run.stdout
+    ), run.log
+    assert '    event: {"TargetProcessName": "C:\\\\Users\\\\Public' in run.stdout, run.log
+    assert "3 of 6 cases failed" in run.stdout, run.log
+
+
+def test_a_rule_without_tests_is_a_warning_or_with_require_tests_an_error(
+    tmp_path: Path,
+) -> None:
+    project(tmp_path, {"other.yml": rule_yaml()})
+    run = cli(tmp_path, "validate", "--skip-kql")
+    assert run.code == 0 and "no detection tests: add other.tests.yml" in run.stdout, run.log
+    (tmp_path / "sentinel-deployer.toml").write_text(
+        "[project]\nrequire_tests = true\n", encoding="utf-8"
+    )
+    run = cli(tmp_path, "validate", "--skip-kql")
+    assert run.code == 1 and "error [Test Rule]: no detection tests" in run.stdout, run.log
+    assert cli(tmp_path, "test").code == 1
