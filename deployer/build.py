@@ -17,7 +17,7 @@ from pathlib import Path
 from deployer.analytics import RuleInputs, analytics_rule
 from deployer.config import PIPELINES, ProjectConfig
 from deployer.convert import Converter
-from deployer.detection.cases import tests_path
+from deployer.detection.cases import cases_path
 from deployer.errors import RuleConversionError, UsageError
 from deployer.model import AnalyticsRule, Problem, RuleResult
 from deployer.pipelines import table_columns
@@ -174,7 +174,7 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
     if rule is None:
         return _failed(source.path, problems, source.rule_id, source.title, converted.query)
     rendered = renderer.render(rule, api_version=api_version)
-    if not tests_path(source.path).is_file():
+    if not cases_path(source.path).is_file():
         problems += (_no_tests(source, required=stages.config.require_tests),)
     problems += tuple(
         validate_rule(
@@ -193,7 +193,7 @@ def _no_tests(source: SigmaSource, *, required: bool) -> Problem:
     return Problem(
         "error" if required else "warning",
         "no-tests",
-        f"no detection tests: add {tests_path(source.path).name} with events that must and must "
+        f"no detection tests: add {cases_path(source.path).name} with events that must and must "
         "not match (see the README, Detection tests)",
         source.location(),
         source.rule_id,

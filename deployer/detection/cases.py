@@ -36,7 +36,7 @@ class CasesError(ValueError):
     """A sidecar file that cannot be read as cases; the message names file and line."""
 
 
-def tests_path(rule_path: Path) -> Path:
+def cases_path(rule_path: Path) -> Path:
     """Where a rule's cases live: `rule.yml` -> `rule.tests.yml`."""
     return rule_path.with_name(rule_path.name.rsplit(".", 1)[0] + TESTS_SUFFIX)
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from deployer.build import BuildRequest, run_build
 from deployer.config import ProjectConfig
-from deployer.detection.cases import Case, CasesError, load_cases, tests_path
+from deployer.detection.cases import Case, CasesError, cases_path, load_cases
 from deployer.detection.engine import EngineError, EventEngine
 from deployer.kql import kusto_type
 from deployer.model import RuleResult
@@ -60,7 +60,7 @@ def run_detection_tests(
 
 
 def _test_rule(built: RuleResult, engine: EventEngine) -> RuleTestResult:
-    sidecar = tests_path(built.path)
+    sidecar = cases_path(built.path)
     if not sidecar.is_file():
         return RuleTestResult(built.path, "untested", built.rule_id, built.title)
     if built.status == "failed" or built.query is None or built.table is None:
