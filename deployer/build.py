@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deployer.analytics import RuleInputs, analytics_rule
-from deployer.config import PIPELINES, ProjectConfig
+from deployer.config import DEFAULT_ENVIRONMENT, PIPELINES, ProjectConfig
 from deployer.convert import Converter
 from deployer.detection.cases import cases_path
 from deployer.errors import RuleConversionError, UsageError
+from deployer.fingerprint import Owner
 from deployer.model import AnalyticsRule, Problem, RuleResult
 from deployer.pipelines import table_columns
 from deployer.render import RenderedRule, Renderer
@@ -79,6 +80,7 @@ def run_build(
         renderer=Renderer(config.templates_dir),
         queries=queries,
         converter=Converter(),
+        owner=Owner(config.name, environment.name if environment else DEFAULT_ENVIRONMENT),
     )
     files = find_rule_files(_existing(request.paths or (config.rules_dir,)))
 
@@ -138,6 +140,7 @@ class _Stages:
     renderer: Renderer
     queries: QueryValidator | None
     converter: Converter
+    owner: Owner
 
 
 def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
@@ -173,7 +176,7 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
     problems = lint + problems
     if rule is None:
         return _failed(source.path, problems, source.rule_id, source.title, converted.query)
-    rendered = renderer.render(rule, api_version=api_version)
+    rendered = renderer.render(rule, api_version=api_version, owner=stages.owner)
     if not cases_path(source.path).is_file():
         problems += (_no_tests(source, required=stages.config.require_tests),)
     problems += tuple(
@@ -208,7 +211,8 @@ def _finish(
     if any(p.is_error for p in problems):
         return _failed(source.path, problems, rule.rule_id, source.title, rule.query)
     # The query exactly as a deploy sends it: from the rendered template, not the model.
-    query = str(candidate.rendered.request_body()["properties"].get("query", rule.query))
+    body = candidate.rendered.request_body()
+    query = str(body["properties"].get("query", rule.query))
     output = None
     if out_dir is not None:
         output = out_dir / f"{rule.rule_id}.json"
@@ -223,6 +227,7 @@ def _finish(
         problems,
         pipeline=rule.pipeline,
         table=rule.table,
+        body=body,
     )
 
 

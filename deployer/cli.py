@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -19,10 +20,20 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from deployer import __version__
+from deployer.apply import apply_plan
 from deployer.build import BuildRequest, run_build
 from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
+from deployer.deployment import (
+    EnvironmentPlan,
+    Target,
+    open_workspaces,
+    plan_environment,
+    project_hash,
+    select_environments,
+)
 from deployer.detection.engine import EventEngine
 from deployer.detection.runner import RuleTestResult, run_detection_tests
+from deployer.emulator import Emulator
 from deployer.errors import (
     ConfigError,
     DeployerError,
@@ -34,6 +45,7 @@ from deployer.errors import (
 from deployer.kql import KqlLanguageService
 from deployer.model import RuleResult
 from deployer.pipelines import table_columns
+from deployer.plan import Plan, plans_from_json, plans_to_json
 from deployer.report import (
     detection_json_line,
     detection_lines,
@@ -42,7 +54,17 @@ from deployer.report import (
     summary,
     text_lines,
 )
+from deployer.report_plan import (
+    changes_count,
+    ledger_lines,
+    ledger_summary,
+    plan_json,
+    plan_markdown,
+    plan_summary,
+    plan_text,
+)
 from deployer.validate import QueryValidator
+from deployer.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +74,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0
     RULES_FAILED = 1
+    CHANGES = 2
     USAGE = 64
     UNAVAILABLE = 69
     INTERNAL = 70
@@ -191,6 +214,138 @@ def test_rules(
             raise typer.Exit(ExitCode.RULES_FAILED)
 
 
+class PlanFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+EnvsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--env", help="Environment to plan or deploy; may be given several times."),
+]
+AllEnvsOpt = Annotated[bool, typer.Option("--all-envs", help="Every configured environment.")]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prune",
+        help="Delete rules this project deployed that are no longer in rules/ (or excluded).",
+    ),
+]
+
+
+@app.command()
+def plan(
+    env: EnvsOpt = None,
+    all_envs: AllEnvsOpt = False,
+    prune: PruneOpt = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Save the plan (JSON) for deploy --plan.")
+    ] = None,
+    output_format: Annotated[
+        PlanFormat, typer.Option("--format", help="text, json, or markdown (GitHub).")
+    ] = PlanFormat.TEXT,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 0 without changes, 2 with changes."),
+    ] = False,
+    skip_kql: SkipKqlOpt = False,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Show what deploy would change in each workspace, without changing anything."""
+    with _command(debug):
+        project = _project(config)
+        plans = _plans(project, env, all_envs, prune=prune, skip_kql=skip_kql)
+        ready = [p.plan for p in plans if p.plan is not None]
+        for planned in ready:
+            _print_plan(planned, output_format)
+            stderr.print(plan_summary(planned))
+        if out is not None:
+            out.write_text(json.dumps(plans_to_json(ready), indent=2) + "\n", encoding="utf-8")
+        if any(p.plan is None for p in plans):
+            raise typer.Exit(ExitCode.RULES_FAILED)
+        if detailed_exitcode and any(planned.has_changes for planned in ready):
+            raise typer.Exit(ExitCode.CHANGES)
+
+
+@app.command()
+def deploy(
+    env: EnvsOpt = None,
+    all_envs: AllEnvsOpt = False,
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="Apply exactly this saved plan.", dir_okay=False)
+    ] = None,
+    prune: PruneOpt = False,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")
+    ] = False,
+    overwrite_drift: Annotated[
+        bool,
+        typer.Option("--overwrite-drift", help="Replace rules that were edited in the workspace."),
+    ] = False,
+    skip_kql: SkipKqlOpt = False,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Validate, plan, confirm, and apply: make each workspace match the rules."""
+    with _command(debug):
+        project = _project(config)
+        environments = select_environments(project, env or [], all_envs)
+        saved = _saved_plans(project, plan_file) if plan_file else None
+        failed = False
+        with (
+            _kql_service(skip_kql or saved is not None) as queries,
+            open_workspaces(project, environments) as opened,
+        ):
+            for target, workspace in opened:
+                if target.emulated:
+                    stderr.print(f"target: {target.ref.label}; no Azure account is used")
+                planned = _plan_for(project, target, workspace, saved, prune, queries)
+                if planned is None:
+                    failed = True
+                    continue
+                _print_plan(planned, PlanFormat.TEXT)
+                if not planned.has_changes:
+                    stderr.print(plan_summary(planned))
+                    continue
+                _confirm(planned, auto_approve)
+                entries = apply_plan(
+                    planned,
+                    workspace,
+                    overwrite_drift=overwrite_drift,
+                    concurrency=target.environment.concurrency,
+                )
+                for line in ledger_lines(entries):
+                    typer.echo(line)
+                stderr.print(ledger_summary(planned.environment, entries))
+                failed |= any(e.outcome in ("failed", "refused") for e in entries)
+        if failed:
+            raise typer.Exit(ExitCode.RULES_FAILED)
+
+
+@app.command()
+def emulator(
+    state: Annotated[
+        Path, typer.Option("--state", help="Folder for the emulated workspaces' state.")
+    ] = Path(".sentinel-deployer/emulator"),
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free).")] = 8443,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the local workspace emulator (HTTPS, ARM wire protocol) until interrupted."""
+    with _command(debug):
+        server = Emulator(state_dir=state, port=port)
+        server.start()
+        stderr.print(f"local workspace emulator at {server.url}")
+        stderr.print(f"trust its certificate with REQUESTS_CA_BUNDLE={server.ca_path}")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+
+
 @app.command()
 def version() -> None:
     """Print the tool's version."""
@@ -214,6 +369,90 @@ def main() -> None:
         stderr.print("aborted")
         sys.exit(ExitCode.USAGE)
     sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _plans(
+    project: ProjectConfig,
+    env: list[str] | None,
+    all_envs: bool,
+    *,
+    prune: bool,
+    skip_kql: bool,
+) -> list[EnvironmentPlan]:
+    """Plan every chosen environment; rules that fail validation are shown, nothing compared."""
+    environments = select_environments(project, env or [], all_envs)
+    plans = []
+    with _kql_service(skip_kql) as queries, open_workspaces(project, environments) as opened:
+        for target, workspace in opened:
+            planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
+            _show_failures(planned)
+            plans.append(planned)
+    return plans
+
+
+def _plan_for(
+    project: ProjectConfig,
+    target: Target,
+    workspace: Workspace,
+    saved: dict[str, Plan] | None,
+    prune: bool,
+    queries: QueryValidator | None,
+) -> Plan | None:
+    if saved is None:
+        planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
+        _show_failures(planned)
+        return planned.plan
+    found = saved.get(target.environment.name)
+    if found is None:
+        raise UsageError(f"the plan file has no plan for environment {target.environment.name}")
+    return found
+
+
+def _saved_plans(project: ProjectConfig, path: Path) -> dict[str, Plan]:
+    """A saved plan, refused whole when the rules, config or templates changed since."""
+    try:
+        plans = plans_from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{path}: not a plan file written by `plan --out` ({error})") from error
+    current = project_hash(project)
+    for saved in plans:
+        if saved.source_hash != current:
+            raise UsageError(
+                f"{path}: the rules, config or templates changed since this plan was made; "
+                "run plan again"
+            )
+    return {saved.environment: saved for saved in plans}
+
+
+def _show_failures(planned: EnvironmentPlan) -> None:
+    root = Path.cwd()
+    for result in planned.failed:
+        for line in text_lines(result, root=root):
+            typer.echo(line)
+    if planned.failed:
+        stderr.print(
+            f"{planned.target.environment.name}: {summary(planned.results)}; nothing was "
+            "compared or sent: fix the failing rules first"
+        )
+
+
+def _print_plan(planned: Plan, output_format: PlanFormat) -> None:
+    if output_format is PlanFormat.JSON:
+        typer.echo(plan_json(planned))
+    elif output_format is PlanFormat.MARKDOWN:
+        typer.echo(plan_markdown(planned))
+    else:
+        for line in plan_text(planned):
+            typer.echo(line)
+
+
+def _confirm(planned: Plan, auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal, so nothing to confirm with: pass --auto-approve")
+    if not typer.confirm(f"Apply {changes_count(planned)} change(s) to {planned.target}?"):
+        raise typer.Abort()
 
 
 def _run(

@@ -28,6 +28,11 @@ from deployer.model import EntityMapping, RuleSettings, Severity
 
 CONFIG_NAME = "sentinel-deployer.toml"
 PIPELINES = ("sentinel_asim", "azure_monitor", "microsoft_xdr")
+# The environment when none is configured (or none named): the local workspace emulator.
+DEFAULT_ENVIRONMENT = "local"
+CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
+# default: DefaultAzureCredential; token: the bearer token in SENTINEL_DEPLOYER_TOKEN.
+CREDENTIALS = ("default", "cli", "workload-identity", "managed-identity", "token")
 DEFAULT_PIPELINE = "sentinel_asim"
 
 # One layer of rule settings: (field of RuleSettings, parsed value) pairs, in file order.
@@ -62,6 +67,14 @@ class Environment:
     overrides: SettingsLayer = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    cloud: str = "AzureCloud"
+    # Overrides the cloud's Resource Manager URL (sovereign clouds, Azure Stack, tests).
+    arm_endpoint: str | None = None
+    credential: str = "default"
+    # Deploy to the local workspace emulator started in process (no Azure account needed).
+    emulator: bool = False
+    # Writes in flight at once; Azure's own limit is a token bucket per principal.
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class ProjectConfig:
 
     root: Path
     path: Path | None = None
+    # Names this project in the ownership line of every rule it deploys (see ownership.py).
+    name: str = "rules"
     rules_dir: Path = Path("rules")
     templates_dir: Path | None = None
     out_dir: Path = Path("build")
@@ -101,7 +116,9 @@ def find_config(start: Path) -> Path | None:
 def load_config(path: Path | None, *, cwd: Path) -> ProjectConfig:
     """Read and check the project file; with no file, the defaults rooted at `cwd`."""
     if path is None:
-        return ProjectConfig(root=cwd, rules_dir=cwd / "rules", out_dir=cwd / "build")
+        return ProjectConfig(
+            root=cwd, name=cwd.resolve().name, rules_dir=cwd / "rules", out_dir=cwd / "build"
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -138,7 +155,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> ProjectConfig:
     project = _table(raw, "project", "", errors)
     _unknown(
         project,
-        ("rules", "templates", "out", "pipeline", "api_version", "require_tests"),
+        ("name", "rules", "templates", "out", "pipeline", "api_version", "require_tests"),
         "project.",
         errors,
     )
@@ -156,6 +173,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> ProjectConfig:
     config = ProjectConfig(
         root=root,
         path=path,
+        name=_string(project, "name", "project.", errors) or root.resolve().name,
         rules_dir=root / (_string(project, "rules", "project.", errors) or "rules"),
         templates_dir=root / templates if templates else None,
         out_dir=root / (_string(project, "out", "project.", errors) or "build"),
@@ -189,8 +207,20 @@ def _environment(name: str, raw: Any, errors: list[str]) -> Environment:
         "include",
         "exclude",
         "overrides",
+        "concurrency",
     )
     _unknown(raw, known, where, errors)
+    emulator = raw.get("emulator", False)
+    if not isinstance(emulator, bool):
+        errors.append(f"{where}emulator: expected true or false, got {emulator!r}")
+    concurrency = raw.get("concurrency", 8)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        errors.append(f"{where}concurrency: expected a whole number of at least 1")
+        concurrency = 8
+    if not emulator:
+        for key in ("subscription_id", "resource_group", "workspace"):
+            if not raw.get(key):
+                errors.append(f"{where}{key}: required (or set emulator = true)")
     overrides, override_errors = parse_settings(
         _table(raw, "overrides", where, errors), f"{where}overrides"
     )
@@ -205,7 +235,31 @@ def _environment(name: str, raw: Any, errors: list[str]) -> Environment:
         overrides=overrides,
         include=_strings(raw, "include", where, errors),
         exclude=_strings(raw, "exclude", where, errors),
+        cloud=_choice_of(raw, "cloud", CLOUDS, where, errors) or "AzureCloud",
+        arm_endpoint=_https_url(raw, "arm_endpoint", where, errors),
+        credential=_choice_of(raw, "credential", CREDENTIALS, where, errors) or "default",
+        emulator=emulator is True,
+        concurrency=concurrency,
     )
+
+
+def _choice_of(
+    raw: Mapping[str, Any], key: str, choices: tuple[str, ...], where: str, errors: list[str]
+) -> str | None:
+    value = _string(raw, key, where, errors)
+    if value is not None and value not in choices:
+        errors.append(f"{where}{key}: {value!r} is not one of {', '.join(choices)}")
+        return None
+    return value
+
+
+def _https_url(raw: Mapping[str, Any], key: str, where: str, errors: list[str]) -> str | None:
+    value = _string(raw, key, where, errors)
+    if value is not None and not value.startswith("https://"):
+        # azure-core refuses to send bearer tokens over plain http, and so do we.
+        errors.append(f"{where}{key}: must be an https:// URL")
+        return None
+    return value
 
 
 def _setting(key: str, value: Any) -> Any:

@@ -7,10 +7,11 @@ Nothing here knows pySigma, jinja2 or Azure; every stage takes these and returns
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 class Severity(enum.StrEnum):
@@ -149,6 +150,8 @@ class RuleResult:
     # Where the query reads: the pipeline that converted it and the table it starts from.
     pipeline: str | None = None
     table: str | None = None
+    # The alert-rule request body a deploy sends (kind and properties), when the rule built.
+    body: Mapping[str, Any] | None = None
 
     @property
     def errors(self) -> tuple[Problem, ...]:

@@ -21,6 +21,7 @@ import jinja2
 
 from deployer.alertrule import API_VERSIONS, format_duration
 from deployer.errors import TemplateError
+from deployer.fingerprint import Owner, with_marker
 from deployer.model import AnalyticsRule
 
 TEMPLATE_NAME = "scheduled-rule.json.j2"
@@ -116,8 +117,14 @@ class Renderer:
         except jinja2.TemplateError as error:
             raise TemplateError(f"{folder / TEMPLATE_NAME}: {error}") from error
 
-    def render(self, rule: AnalyticsRule, *, api_version: str) -> RenderedRule:
-        """Render one rule; the text is canonical JSON, so equal rules give equal bytes."""
+    def render(
+        self, rule: AnalyticsRule, *, api_version: str, owner: Owner | None = None
+    ) -> RenderedRule:
+        """Render one rule; the text is canonical JSON, so equal rules give equal bytes.
+
+        With an `owner`, the description ends with the ownership line (fingerprint.py), added
+        after the template so that no template can leave it out or spell it differently.
+        """
         if not _GUID.match(rule.rule_id):
             raise TemplateError(f"rule id {rule.rule_id!r} is not a GUID, so it cannot be a name")
         api = API_VERSIONS[api_version]
@@ -144,8 +151,19 @@ class Renderer:
                 f"{TEMPLATE_NAME}: rule {rule.rule_id}: the template does not render to JSON "
                 f"(line {error.lineno}, column {error.colno}: {error.msg})"
             ) from error
+        if owner is not None:
+            _add_ownership(document, owner, rule.rule_id)
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         return RenderedRule(rule_id=rule.rule_id, text=text, document=document)
+
+
+def _add_ownership(document: dict[str, Any], owner: Owner, rule_id: str) -> None:
+    resources = document.get("resources")
+    properties = resources[0].get("properties") if isinstance(resources, list) else None
+    if not isinstance(properties, dict):
+        raise TemplateError(f"rule {rule_id}: the template's resource has no properties")
+    owned = with_marker(arm_unescape(properties), owner)
+    properties["description"] = arm_escape(owned["description"])
 
 
 def default_templates_dir() -> Path:

@@ -412,6 +412,7 @@ def test_an_environments_overrides_apply_and_only_arm_expressions_are_escaped(
         {**GOOD, "beta.yml": _with_id(seed(), beta_id, "Tunnel [beta]")},
         config="""
         [environments.prod]
+        emulator = true
         overrides = {enabled = false, display_name_prefix = "[PROD] "}
         """,
     )

@@ -83,6 +83,9 @@ trigger_operator = "Bigger"
 [environments.prod]
 api_version = "2021-10-01"
 overrides = { enabld = false }
+cloud = "Mars"
+arm_endpoint = "http://management.example"
+credential = "password"
 """,
     )
     with pytest.raises(ConfigError) as caught:
@@ -95,7 +98,13 @@ overrides = { enabld = false }
         "defaults.trigger_operator",
         "defaults.trigger_threshold",
         "environments.prod.api_version",
+        "environments.prod.arm_endpoint",
+        "environments.prod.cloud",
+        "environments.prod.credential",
         "environments.prod.overrides.enabld",
+        "environments.prod.resource_group",
+        "environments.prod.subscription_id",
+        "environments.prod.workspace",
         "project.pipeline",
     ]
     assert all(line.startswith(f"{path}: ") for line in lines)
@@ -108,8 +117,7 @@ def test_toml_syntax_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_an_unknown_environment_lists_the_known_ones(tmp_path: Path) -> None:
-    config = load_config(
-        _config(tmp_path, "[environments.dev]\n[environments.prod]\n"), cwd=tmp_path
-    )
+    text = "[environments.dev]\nemulator = true\n[environments.prod]\nemulator = true\n"
+    config = load_config(_config(tmp_path, text), cwd=tmp_path)
     with pytest.raises(UsageError, match="known: dev, prod"):
         config.environment("staging")

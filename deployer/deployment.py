@@ -1,0 +1,176 @@
+"""From environments to plans: which workspaces, how to reach them, and what would change.
+
+An environment is a Sentinel workspace from the config, or the local workspace emulator (with
+`emulator = true`, or when no environment is configured at all), started in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer import __version__
+from deployer.build import BuildRequest, run_build
+from deployer.config import DEFAULT_ENVIRONMENT, Environment, ProjectConfig
+from deployer.detection.cases import cases_path
+from deployer.emulator import Emulator
+from deployer.errors import UsageError
+from deployer.fingerprint import Owner
+from deployer.model import RuleResult
+from deployer.plan import DesiredRule, Plan, make_plan, source_hash
+from deployer.render import TEMPLATE_NAME, default_templates_dir
+from deployer.rules import find_rule_files
+from deployer.validate import QueryValidator
+from deployer.workspace import StaticToken, Workspace, WorkspaceRef, credential_for
+
+# Names the local emulator's workspace in ARM paths; no Azure resource has them.
+EMULATOR_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+EMULATOR_RESOURCE_GROUP = "sentinel-deployer-local"
+EMULATOR_STATE = Path(".sentinel-deployer") / "emulator"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One environment, resolved to a workspace the SDK can reach."""
+
+    environment: Environment
+    ref: WorkspaceRef
+    emulated: bool
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    target: Target
+    results: tuple[RuleResult, ...]
+    plan: Plan | None
+
+    @property
+    def failed(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.results if r.status == "failed")
+
+
+def select_environments(
+    config: ProjectConfig, names: Sequence[str], all_envs: bool
+) -> list[Environment]:
+    """--env (several allowed), --all-envs, the only one, or the local emulator."""
+    if not config.environments:
+        if names and any(name != DEFAULT_ENVIRONMENT for name in names):
+            raise UsageError(
+                f"no environments are configured; only '{DEFAULT_ENVIRONMENT}' (the local "
+                "workspace emulator) exists"
+            )
+        return [Environment(name=DEFAULT_ENVIRONMENT, emulator=True)]
+    if all_envs:
+        return list(config.environments.values())
+    if names:
+        return [config.environment(name) for name in dict.fromkeys(names)]
+    if len(config.environments) == 1:
+        return list(config.environments.values())
+    raise UsageError(
+        "several environments are configured: choose with --env NAME or --all-envs (known: "
+        + ", ".join(sorted(config.environments))
+        + ")"
+    )
+
+
+@contextlib.contextmanager
+def open_workspaces(
+    config: ProjectConfig, environments: Sequence[Environment]
+) -> Iterator[list[tuple[Target, Workspace]]]:
+    """A Workspace per environment; the emulator, if any environment needs it, runs meanwhile."""
+    with contextlib.ExitStack() as stack:
+        emulator = None
+        opened: list[tuple[Target, Workspace]] = []
+        for environment in environments:
+            if environment.emulator:
+                if emulator is None:
+                    emulator = stack.enter_context(_local_emulator(config.root))
+                ref = WorkspaceRef(
+                    label=f"{environment.name} (local workspace emulator at {emulator.url})",
+                    subscription_id=EMULATOR_SUBSCRIPTION,
+                    resource_group=EMULATOR_RESOURCE_GROUP,
+                    workspace=environment.workspace or environment.name,
+                    api_version=environment.api_version or config.api_version,
+                    arm_endpoint=emulator.url,
+                )
+                credential = StaticToken("local-emulator", int(time.time()) + 86400)
+                workspace = Workspace(ref, credential, connection_verify=str(emulator.ca_path))
+            else:
+                ref = WorkspaceRef(
+                    label=f"{environment.name} ({environment.workspace})",
+                    subscription_id=environment.subscription_id or "",
+                    resource_group=environment.resource_group or "",
+                    workspace=environment.workspace or "",
+                    api_version=environment.api_version or config.api_version,
+                    cloud=environment.cloud,
+                    arm_endpoint=environment.arm_endpoint,
+                )
+                # TLS trust: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the system store.
+                workspace = Workspace(ref, credential_for(environment.credential))
+            stack.callback(workspace.close)
+            opened.append((Target(environment, ref, environment.emulator), workspace))
+        yield opened
+
+
+def plan_environment(
+    config: ProjectConfig,
+    target: Target,
+    workspace: Workspace,
+    *,
+    prune: bool,
+    queries: QueryValidator | None,
+) -> EnvironmentPlan:
+    """Build for the environment; when every rule is valid, list the workspace and compare."""
+    configured = target.environment.name in config.environments
+    request = BuildRequest(environment=target.environment.name if configured else None)
+    results = tuple(run_build(config, request, queries=queries))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        # Nothing is compared, let alone sent, while any rule fails validation.
+        return EnvironmentPlan(target, results, None)
+    desired = [
+        DesiredRule(r.rule_id, r.body, _relative(r.path, config.root))
+        for r in results
+        if r.status in ("valid", "built") and r.rule_id and r.body is not None
+    ]
+    plan = make_plan(
+        desired,
+        workspace.list_rules(),
+        owner=Owner(config.name, target.environment.name),
+        prune=prune,
+        target=target.ref.label,
+        tool_version=__version__,
+        source_hash=project_hash(config),
+    )
+    return EnvironmentPlan(target, results, plan)
+
+
+def project_hash(config: ProjectConfig) -> str:
+    """Hash of everything a plan is made from: rules, their tests, config and templates."""
+    rules = find_rule_files([config.rules_dir]) if config.rules_dir.is_dir() else []
+    files = [*rules, *(cases_path(r) for r in rules if cases_path(r).is_file())]
+    if config.path is not None:
+        files.append(config.path)
+    templates = config.templates_dir or default_templates_dir()
+    files.append(templates / TEMPLATE_NAME)
+    return source_hash(files, config.root)
+
+
+@contextlib.contextmanager
+def _local_emulator(root: Path) -> Iterator[Emulator]:
+    emulator = Emulator(state_dir=root / EMULATOR_STATE)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
