@@ -2,10 +2,14 @@
 
 load -> convert -> analytics rule -> render (in memory) -> validate -> write. A rule that fails
 at any step gets its reasons and the others go on; nothing is written for a rule with errors.
+Native rules (`*.arm.json`, already ARM templates) skip conversion and rendering: they are
+validated and written with the ownership line added, like the rest.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import re
@@ -19,19 +23,26 @@ from deployer.config import DEFAULT_ENVIRONMENT, PIPELINES, ProjectConfig
 from deployer.convert import Converter
 from deployer.detection.cases import cases_path
 from deployer.errors import RuleConversionError, UsageError
-from deployer.fingerprint import Owner
-from deployer.model import AnalyticsRule, Problem, RuleResult
+from deployer.fingerprint import Owner, with_marker
+from deployer.model import AnalyticsRule, Location, Problem, RuleResult
+from deployer.native import NativeSource
 from deployer.pipelines import table_columns
-from deployer.render import RenderedRule, Renderer
+from deployer.render import RenderedRule, Renderer, add_ownership
 from deployer.rules import (
     LoadFailure,
     SigmaSource,
     duplicate_ids,
     find_rule_files,
-    load_rule,
+    load_any,
     sigma_lint,
 )
-from deployer.validate import QueryValidator, duplicate_display_names, validate_rule
+from deployer.validate import (
+    NamedRule,
+    QueryValidator,
+    duplicate_display_names,
+    validate_native,
+    validate_rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +68,28 @@ class _Candidate:
     rule: AnalyticsRule
     rendered: RenderedRule
     problems: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class _NativeCandidate:
+    """A native rule that has been read and validated, with the ownership line added."""
+
+    native: NativeSource
+    document: dict[str, object]
+    body: dict[str, object]
+    problems: tuple[Problem, ...]
+
+    @property
+    def rule_id(self) -> str:
+        return self.native.rule_id
+
+    @property
+    def display_name(self) -> str:
+        return self.native.title
+
+    @property
+    def source(self) -> Location:
+        return self.native.location()
 
 
 def run_build(
@@ -85,43 +118,42 @@ def run_build(
     files = find_rule_files(_existing(request.paths or (config.rules_dir,)))
 
     # Load every file first: duplicate ids are a property of the whole set.
-    loaded = [load_rule(path) for path in files]
-    sources = [item for item in loaded if isinstance(item, SigmaSource)]
+    loaded = [load_any(path) for path in files]
+    sources = [item for item in loaded if isinstance(item, SigmaSource | NativeSource)]
     duplicates = {p.location.path: p for p in duplicate_ids(sources)}
 
     results: dict[Path, RuleResult] = {}
     candidates: list[_Candidate] = []
+    natives: list[_NativeCandidate] = []
     for item in loaded:
-        if isinstance(item, LoadFailure):
-            results[item.path] = _failed(item.path, item.problems, item.rule_id, item.title)
-            continue
-        if item.path in duplicates:
-            results[item.path] = _failed(
-                item.path, (duplicates[item.path],), item.rule_id, item.title
-            )
-            continue
-        skipped = _skip_reason(item, environment.name if environment else None, config, request)
-        if skipped:
-            results[item.path] = RuleResult(
-                item.path, "skipped", item.rule_id, item.title, problems=(skipped,)
-            )
-            continue
-        outcome = _build_one(stages, item)
-        if isinstance(outcome, RuleResult):
-            results[item.path] = outcome
+        early = _early_result(item, duplicates, environment.name if environment else None, stages)
+        if early is not None:
+            results[item.path] = early
+        elif isinstance(item, NativeSource):
+            natives.append(_read_native(stages, item))
         else:
-            candidates.append(outcome)
+            assert isinstance(item, SigmaSource)
+            outcome = _build_one(stages, item)
+            if isinstance(outcome, RuleResult):
+                results[item.path] = outcome
+            else:
+                candidates.append(outcome)
 
     # Display names must be unique across everything that would reach the workspace.
-    clashes = {p.rule_id: p for p in duplicate_display_names([c.rule for c in candidates])}
+    named: list[NamedRule] = [*(c.rule for c in candidates), *natives]
+    clashes = {p.rule_id: (p,) for p in duplicate_display_names(named)}
     for candidate in candidates:
-        problems = candidate.problems
-        if candidate.rule.rule_id in clashes:
-            problems = (*problems, clashes[candidate.rule.rule_id])
+        problems = (*candidate.problems, *clashes.get(candidate.rule.rule_id, ()))
         results[candidate.source.path] = _finish(candidate, problems, request.out_dir)
+    for native in natives:
+        problems = (*native.problems, *clashes.get(native.rule_id, ()))
+        results[native.native.path] = _finish_native(native, problems, request.out_dir)
 
     if request.out_dir is not None and not request.paths:
-        _remove_stale(request.out_dir, {c.rule.rule_id for c in candidates})
+        _remove_stale(
+            request.out_dir,
+            {r.rule_id for r in results.values() if r.rule_id and r.status in ("built", "valid")},
+        )
     ordered = [results[path] for path in files]
     if on_result:
         for result in ordered:
@@ -192,6 +224,65 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
     return _Candidate(source, rule, rendered, problems)
 
 
+def _early_result(
+    item: SigmaSource | NativeSource | LoadFailure,
+    duplicates: dict[Path, Problem],
+    environment: str | None,
+    stages: _Stages,
+) -> RuleResult | None:
+    """The result of a file that stops before conversion: unreadable, duplicate or skipped."""
+    if isinstance(item, LoadFailure):
+        return _failed(item.path, item.problems, item.rule_id, item.title)
+    if item.path in duplicates:
+        return _failed(item.path, (duplicates[item.path],), item.rule_id, item.title)
+    skipped = _skip_reason(item, environment, stages.config, stages.request)
+    if skipped:
+        return RuleResult(item.path, "skipped", item.rule_id, item.title, problems=(skipped,))
+    return None
+
+
+def _read_native(stages: _Stages, native: NativeSource) -> _NativeCandidate:
+    """A native rule as a deploy sends it: its properties as written, plus the ownership line."""
+    document = copy.deepcopy(dict(native.document))
+    add_ownership(document, stages.owner, native.rule_id)
+    properties = with_marker(native.body["properties"], stages.owner)
+    body: dict[str, object] = {"kind": "Scheduled", "properties": properties}
+    problems = validate_native(
+        body,
+        api_version=stages.api_version,
+        where=native.location(),
+        rule_id=native.rule_id,
+        title=native.title,
+        queries=stages.queries,
+    )
+    return _NativeCandidate(native, document, body, tuple(problems))
+
+
+def _finish_native(
+    candidate: _NativeCandidate, problems: tuple[Problem, ...], out_dir: Path | None
+) -> RuleResult:
+    native = candidate.native
+    query = candidate.body["properties"]
+    text = query.get("query") if isinstance(query, dict) else None
+    if any(p.is_error for p in problems):
+        return _failed(native.path, problems, native.rule_id, native.title, text)
+    output = None
+    if out_dir is not None:
+        output = out_dir / f"{native.rule_id}.json"
+        rendered = json.dumps(candidate.document, indent=2, ensure_ascii=False) + "\n"
+        _write_atomically(output, rendered)
+    return RuleResult(
+        native.path,
+        "built" if output else "valid",
+        native.rule_id,
+        native.title,
+        text if isinstance(text, str) else None,
+        output,
+        problems,
+        body=candidate.body,
+    )
+
+
 def _no_tests(source: SigmaSource, *, required: bool) -> Problem:
     return Problem(
         "error" if required else "warning",
@@ -249,9 +340,12 @@ def _pipeline(source: SigmaSource, request: BuildRequest, config: ProjectConfig)
 
 
 def _skip_reason(
-    source: SigmaSource, environment: str | None, config: ProjectConfig, request: BuildRequest
+    source: SigmaSource | NativeSource,
+    environment: str | None,
+    config: ProjectConfig,
+    request: BuildRequest,
 ) -> Problem | None:
-    status = source.metadata.status
+    status = source.metadata.status if isinstance(source, SigmaSource) else None
     reason = None
     if status in SKIPPED_STATUSES:
         reason = f"skipped: the rule's status is {status}"

@@ -26,6 +26,7 @@ from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
 from deployer.deployment import (
     EnvironmentPlan,
     Target,
+    export_environment,
     open_workspaces,
     plan_environment,
     project_hash,
@@ -259,7 +260,12 @@ def plan(
         plans = _plans(project, env, all_envs, prune=prune, skip_kql=skip_kql)
         ready = [p.plan for p in plans if p.plan is not None]
         for planned in ready:
-            _print_plan(planned, output_format)
+            if output_format is PlanFormat.MARKDOWN:
+                # The pull-request view: each changed rule's detection tests beside its diff.
+                tests = _detection_results(project, planned.environment)
+                typer.echo(plan_markdown(planned, tests=tests))
+            else:
+                _print_plan(planned, output_format)
             stderr.print(plan_summary(planned))
         if out is not None:
             out.write_text(json.dumps(plans_to_json(ready), indent=2) + "\n", encoding="utf-8")
@@ -309,7 +315,8 @@ def deploy(
                 if not planned.has_changes:
                     stderr.print(plan_summary(planned))
                     continue
-                _confirm(planned, auto_approve)
+                # The local emulator holds nothing that could be lost: no question to ask.
+                _confirm(planned, auto_approve or target.emulated)
                 entries = apply_plan(
                     planned,
                     workspace,
@@ -322,6 +329,42 @@ def deploy(
                 failed |= any(e.outcome in ("failed", "refused") for e in entries)
         if failed:
             raise typer.Exit(ExitCode.RULES_FAILED)
+
+
+@app.command()
+def export(
+    env: EnvOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the rule files. Default: rules/exported."),
+    ] = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a workspace's Scheduled rules as native rule files (*.arm.json) to adopt them."""
+    with _command(debug):
+        project = _project(config)
+        environments = select_environments(project, [env] if env else [], False)
+        out_dir = out or project.rules_dir / "exported"
+        with open_workspaces(project, environments) as [(target, workspace)]:
+            if target.emulated:
+                stderr.print(f"target: {target.ref.label}; no Azure account is used")
+            exported = export_environment(project, target, workspace, out_dir)
+        root = Path.cwd()
+        for item in exported:
+            if item.path is not None:
+                typer.echo(
+                    f"exported  {item.display_name}  ({item.rule_id}) -> "
+                    f"{_relative_to(item.path, root)}"
+                )
+            else:
+                typer.echo(f"skipped   {item.display_name}  ({item.rule_id})")
+                typer.echo(f"  {item.reason}")
+        written = sum(1 for item in exported if item.path is not None)
+        stderr.print(
+            f"{target.environment.name}: {written} rule(s) exported, "
+            f"{len(exported) - written} skipped; run plan to see what adopting them changes"
+        )
 
 
 @app.command()
@@ -408,6 +451,17 @@ def _plan_for(
     return found
 
 
+def _detection_results(project: ProjectConfig, environment: str) -> dict[str, RuleTestResult]:
+    configured = environment in project.environments
+    request = BuildRequest(environment=environment if configured else None)
+    engine = EventEngine()
+    try:
+        results = run_detection_tests(project, request, engine=engine)
+    finally:
+        engine.close()
+    return {r.rule_id.lower(): r for r in results if r.rule_id}
+
+
 def _saved_plans(project: ProjectConfig, path: Path) -> dict[str, Plan]:
     """A saved plan, refused whole when the rules, config or templates changed since."""
     try:
@@ -472,6 +526,13 @@ def _run(
     stderr.print(summary(results))
     if any(result.status == "failed" for result in results):
         raise typer.Exit(ExitCode.RULES_FAILED)
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ An environment is a Sentinel workspace from the config, or the local workspace e
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from deployer.config import DEFAULT_ENVIRONMENT, Environment, ProjectConfig
 from deployer.detection.cases import cases_path
 from deployer.emulator import Emulator
 from deployer.errors import UsageError
-from deployer.fingerprint import Owner
+from deployer.fingerprint import Owner, read_marker
 from deployer.model import RuleResult
+from deployer.native import NativeSource, export_file_name, export_template
 from deployer.plan import DesiredRule, Plan, make_plan, source_hash
 from deployer.render import TEMPLATE_NAME, default_templates_dir
-from deployer.rules import find_rule_files
+from deployer.rules import SigmaSource, find_rule_files, load_any
 from deployer.validate import QueryValidator
 from deployer.workspace import StaticToken, Workspace, WorkspaceRef, credential_for
 
@@ -174,3 +176,55 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One workspace rule and what export did with it."""
+
+    rule_id: str
+    display_name: str
+    path: Path | None
+    reason: str | None = None
+
+
+def export_environment(
+    config: ProjectConfig, target: Target, workspace: Workspace, out_dir: Path
+) -> list[Exported]:
+    """Write the workspace's Scheduled rules that the project lacks as native rule files.
+
+    Rules this project already deploys to this environment, rules another project deployed
+    and rules whose id a file in rules/ already uses are left out, each with its reason.
+    """
+    owner = Owner(config.name, target.environment.name)
+    files = find_rule_files([config.rules_dir]) if config.rules_dir.is_dir() else []
+    known = {
+        item.rule_id.lower()
+        for item in (load_any(path) for path in files)
+        if isinstance(item, SigmaSource | NativeSource)
+    }
+    results = []
+    for rule in sorted(workspace.list_rules(), key=lambda r: str(r.get("name"))):
+        name = str(rule.get("name"))
+        properties = rule.get("properties") or {}
+        title = str(properties.get("displayName") or name)
+        marker = read_marker(properties)
+        reason = None
+        if owner.owns(marker):
+            reason = "deployed by this project already"
+        elif marker is not None:
+            reason = f"deployed by project {marker.project}, environment {marker.environment}"
+        elif name.lower() in known:
+            reason = "a rule file in rules/ already has this id"
+        template = export_template(rule, target.ref.api_version) if reason is None else None
+        if isinstance(template, str):
+            reason = template
+        if template is None or isinstance(template, str):
+            results.append(Exported(name, title, None, reason))
+            continue
+        path = out_dir / export_file_name(rule)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(template, indent=2, ensure_ascii=False) + "\n"
+        path.write_text(text, encoding="utf-8", newline="\n")
+        results.append(Exported(name, title, path))
+    return results

@@ -80,13 +80,20 @@ def without_marker(properties: Mapping[str, Any]) -> dict[str, Any]:
     description = result.get("description")
     if isinstance(description, str) and read_marker(result) is not None:
         lines = _text(description).rsplit("\n", 1)
-        result["description"] = lines[0].rstrip("\n") if len(lines) == 2 else ""
+        if len(lines) == 2:
+            result["description"] = lines[0].rstrip("\n")
+        else:
+            # The line was the whole description: the rule had none, as before it was deployed.
+            del result["description"]
     return result
 
 
 def with_marker(properties: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
     """The properties with `owner`'s line, carrying the hash of everything else, appended."""
     bare = without_marker(properties)
+    if not bare.get("description"):
+        # Only the line will be there, and without_marker takes it away whole.
+        bare.pop("description", None)
     line = owner.line(digest(bare))
     description = str(bare.get("description") or "")
     return {**bare, "description": f"{description}\n\n{line}" if description else line}

@@ -152,12 +152,13 @@ class Renderer:
                 f"(line {error.lineno}, column {error.colno}: {error.msg})"
             ) from error
         if owner is not None:
-            _add_ownership(document, owner, rule.rule_id)
+            add_ownership(document, owner, rule.rule_id)
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         return RenderedRule(rule_id=rule.rule_id, text=text, document=document)
 
 
-def _add_ownership(document: dict[str, Any], owner: Owner, rule_id: str) -> None:
+def add_ownership(document: dict[str, Any], owner: Owner, rule_id: str) -> None:
+    """Append the ownership line to the description of a template's one resource, in place."""
     resources = document.get("resources")
     properties = resources[0].get("properties") if isinstance(resources, list) else None
     if not isinstance(properties, dict):

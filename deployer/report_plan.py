@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from deployer.apply import LedgerEntry
+from deployer.detection.runner import RuleTestResult
 from deployer.plan import CHANGES, Plan, plan_to_json
 from deployer.report import plural
 
@@ -62,22 +63,33 @@ def plan_text(plan: Plan) -> Iterable[str]:
         yield "  no changes: the workspace matches the rules"
 
 
-def plan_markdown(plan: Plan, *, tests: dict[str, str] | None = None) -> str:
-    """The plan for a GitHub job summary or pull-request comment."""
+def plan_markdown(plan: Plan, *, tests: Mapping[str, RuleTestResult] | None = None) -> str:
+    """The plan for a GitHub job summary or pull-request comment.
+
+    With `tests` (detection-test results by rule id), each changed rule shows its results
+    beside its diff, and a failing case is named with the event it was given.
+    """
     lines = [f"### Plan for `{plan.environment}`", "", f"Target: {plan.target}", ""]
     lines.append(f"**{plan_summary(plan).split(': ', 1)[1]}**")
     changes = [c for c in plan.changes if c.action != "unchanged"]
     if not changes:
         lines += ["", "No changes: the workspace matches the rules."]
         return "\n".join(lines) + "\n"
-    lines += ["", "| | rule | action | source |", "|---|---|---|---|"]
+    header = "| | rule | action | source |" + (" detection tests |" if tests is not None else "")
+    lines += ["", header, _rule_line(header)]
     for change in changes:
-        lines.append(
+        row = (
             f"| {_SYMBOLS[change.action]} | {_cell(change.display_name)} | {change.action} | "
             f"{_cell(change.source or '')} |"
         )
+        if tests is not None:
+            row += f" {_test_cell(tests.get(change.rule_id.lower()), change.action)} |"
+        lines.append(row)
     for change in changes:
-        if not (change.fields or change.note):
+        result = tests.get(change.rule_id.lower()) if tests is not None else None
+        failing = [c for c in result.cases if not c.passed] if result else []
+        problems = list(result.errors) if result else []
+        if not (change.fields or change.note or failing or problems):
             continue
         lines += [
             "",
@@ -93,8 +105,40 @@ def plan_markdown(plan: Plan, *, tests: dict[str, str] | None = None) -> str:
                 )
         if change.query_diff:
             lines += ["", "```diff", change.query_diff.rstrip("\n"), "```"]
+        for problem in problems:
+            lines += ["", f"Detection tests could not run: {_cell(problem)}"]
+        for case in failing:
+            expected = "must match" if case.case.expect_match else "must not match"
+            lines += [
+                "",
+                f"Detection test **{_cell(case.case.name)}** ({expected}) failed: "
+                f"{_cell(case.reason or '')}",
+                "",
+                "```json",
+                case.event_json(),
+                "```",
+            ]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _rule_line(header: str) -> str:
+    return "|" + "---|" * (header.count("|") - 1)
+
+
+def _test_cell(result: RuleTestResult | None, action: str) -> str:
+    if action in {"delete", "orphan"}:
+        return ""
+    if result is None:
+        return "not run"
+    if result.status == "untested":
+        return "no tests"
+    passed = sum(1 for case in result.cases if case.passed)
+    if result.status == "passed":
+        return f"✅ {passed}/{len(result.cases)} cases pass"
+    if result.errors and not result.cases:
+        return "❌ could not run"
+    return f"❌ {len(result.cases) - passed} of {len(result.cases)} cases fail"
 
 
 def plan_json(plan: Plan) -> str:

@@ -22,6 +22,7 @@ from sigma.validators.core import validators as core_validators
 
 from deployer.detection.cases import TESTS_SUFFIX
 from deployer.model import Location, Problem, RuleMetadata
+from deployer.native import NativeSource, is_native, load_native
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,19 @@ def find_rule_files(paths: Sequence[Path]) -> list[Path]:
             candidates = [path]
         found.update(p for p in candidates if _is_rule_file(p))
     return sorted(found)
+
+
+def load_any(path: Path) -> SigmaSource | NativeSource | LoadFailure:
+    """A Sigma rule, or a native rule (`*.arm.json`, already written as an ARM template)."""
+    if not is_native(path):
+        return load_rule(path)
+    loaded = load_native(path)
+    if isinstance(loaded, NativeSource):
+        return loaded
+    first = loaded[0] if loaded else None
+    return LoadFailure(
+        path, loaded, first.title if first else None, first.rule_id if first else None
+    )
 
 
 def load_rule(path: Path) -> SigmaSource | LoadFailure:
@@ -182,7 +196,7 @@ def sigma_lint(source: SigmaSource) -> tuple[Problem, ...]:
     return tuple(problems)
 
 
-def duplicate_ids(sources: Sequence[SigmaSource]) -> list[Problem]:
+def duplicate_ids(sources: Sequence[SigmaSource | NativeSource]) -> list[Problem]:
     """One error per file whose rule id another file also uses."""
     counts = Counter(source.rule_id.lower() for source in sources)
     problems = []
@@ -233,6 +247,8 @@ class _RuleLoader(SigmaYAMLLoader):
 
 def _is_rule_file(path: Path) -> bool:
     name = path.name.lower()
+    if is_native(path):
+        return True
     return name.endswith(RULE_SUFFIXES) and not name.endswith(NOT_RULES)
 
 

@@ -67,6 +67,13 @@ class QueryValidator:
             self._defined.add(pipeline)
         return self.service.check(query, schema=pipeline)
 
+    def schema_free_diagnostics(self, query: str) -> tuple[KqlDiagnostic, ...]:
+        """Diagnostics against a schema with no tables (for queries written by hand)."""
+        if NATIVE_SCHEMA not in self._defined:
+            self.service.define_schema(NATIVE_SCHEMA, {})
+            self._defined.add(NATIVE_SCHEMA)
+        return self.service.check(query, schema=NATIVE_SCHEMA)
+
 
 def validate_rule(
     rule: AnalyticsRule,
@@ -145,6 +152,54 @@ def validate_rule(
     return problems
 
 
+# Kusto.Language codes for names it cannot resolve without the workspace's schema: tables
+# (KS204) and functions (KS211, such as ASIM parsers and workspace functions).
+_UNRESOLVED_NAMES = frozenset({"KS204", "KS211"})
+NATIVE_SCHEMA = "native"
+
+
+def validate_native(
+    body: Mapping[str, Any],
+    *,
+    api_version: str,
+    where: Location,
+    rule_id: str,
+    title: str,
+    queries: QueryValidator | None,
+) -> list[Problem]:
+    """A native rule's body against the API model, and its KQL with Kusto.Language.
+
+    NOTE: a native rule's query may use any table or function of the workspace, whose schema
+    the tool does not know, so unresolved names are not errors and columns are not checked;
+    syntax and everything built into Kusto is.
+    """
+    problems = [
+        Problem("error", "limit", message, where, rule_id, title)
+        for message in scheduled_rule_problems(body, api_version)
+    ]
+    query = body.get("properties", {}).get("query")
+    if queries is None or not isinstance(query, str):
+        return problems
+    try:
+        diagnostics = queries.schema_free_diagnostics(query)
+    except KqlServiceError as error:
+        message = f"Kusto.Language could not check the query: {error}"
+        return [*problems, Problem("error", "kql", message, where, rule_id, title)]
+    problems += [
+        Problem(
+            "error",
+            "kql",
+            f"KQL {d.code} at query line {d.line}, column {d.column}: {d.message}",
+            where,
+            rule_id,
+            title,
+        )
+        for d in diagnostics
+        if d.code not in _UNRESOLVED_NAMES
+    ]
+    return problems
+
+
 def known_defects(query: str) -> list[str]:
     """Queries the kusto backend emits that can never match as the Sigma rule means.
 
@@ -162,7 +217,18 @@ def known_defects(query: str) -> list[str]:
     return []
 
 
-def duplicate_display_names(rules: Sequence[AnalyticsRule]) -> list[Problem]:
+class NamedRule(Protocol):
+    """What the display-name check needs of a rule, Sigma-built or native."""
+
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def source(self) -> Location: ...
+
+
+def duplicate_display_names(rules: Sequence[NamedRule]) -> list[Problem]:
     """Sentinel requires unique display names within a workspace."""
     counts = Counter(rule.display_name.casefold() for rule in rules)
     return [

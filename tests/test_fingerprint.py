@@ -81,9 +81,10 @@ def test_names_with_separators_cannot_break_the_line() -> None:
     assert (marker.project, marker.environment) == ("my-project--v2", "prod--eu-")
 
 
-def test_a_description_of_only_the_line_strips_to_empty() -> None:
+def test_a_description_of_only_the_line_strips_to_no_description() -> None:
     owned = with_marker({**PROPERTIES, "description": ""}, OWNER)
-    assert without_marker(owned)["description"] == ""
+    assert "description" not in without_marker(owned)
+    assert not is_drifted(owned)
 
 
 def test_normalize_spells_durations_one_way() -> None:
@@ -91,3 +92,11 @@ def test_normalize_spells_durations_one_way() -> None:
         "queryFrequency": "PT5M",
         "suppressionDuration": "PT5H",
     }
+
+
+def test_a_rule_without_a_description_hashes_the_same_with_the_line_added() -> None:
+    bare = {"displayName": "No description", "severity": "Low"}
+    owned = with_marker(bare, Owner("p", "e"))
+    assert without_marker(owned) == bare
+    assert digest(owned) == digest(bare)
+    assert not is_drifted(owned)

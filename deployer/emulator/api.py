@@ -65,7 +65,7 @@ class AlertRulesApi:
 
     def _answer(self, request: Request) -> Response:
         # NOTE: ARM authenticates before anything else, then checks api-version, then routes.
-        _authenticate(request.headers)
+        _authenticate(request.headers, self._options.accepted_token)
         api_version = _api_version(request.query)
         ref, rule = self._route(request.path)
         if rule is None:
@@ -130,14 +130,23 @@ def _rule_not_found(ref: WorkspaceRef, rule: str) -> ArmError:
     return ArmError(404, "NotFound", f"Alert rule '{rule}' was not found in workspace '{ref[2]}'.")
 
 
-def _authenticate(headers: Mapping[str, str]) -> None:
+def _authenticate(headers: Mapping[str, str], accepted: str | None) -> None:
     # NOTE: ARM's code and wording for a missing or malformed token, as it answers them, with a
     # WWW-Authenticate: Bearer challenge whose parameters are the emulator's guess. The token
     # itself is never logged or echoed.
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
     if value and scheme.lower() == "bearer" and token.strip():
-        return
+        if accepted is None or token.strip() == accepted:
+            return
+        # NOTE: ARM's code for a token it cannot accept (expired, wrong audience, forged) is
+        # InvalidAuthenticationToken; the wording is the emulator's guess.
+        raise ArmError(
+            401,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.",
+            (("WWW-Authenticate", 'Bearer error="invalid_token"'),),
+        )
     problem = "is missing" if not value else "is provided in an invalid format"
     challenge = (
         'Bearer authorization_uri="https://login.microsoftonline.com/common", '

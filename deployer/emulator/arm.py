@@ -45,6 +45,8 @@ class Options:
     workspaces: frozenset[WorkspaceRef] | None = None
     read_only: bool = False
     page_size: int = 50
+    # When set, only this bearer token is accepted (any other is 401), to test sign-in failures.
+    accepted_token: str | None = None
 
 
 class ArmError(Exception):

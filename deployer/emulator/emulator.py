@@ -57,6 +57,7 @@ class Emulator:
         workspaces: set[tuple[str, str, str]] | None = None,
         read_only: bool = False,
         page_size: int = 50,
+        accepted_token: str | None = None,
     ) -> None:
         if duration_style not in resources.DURATION_STYLES:
             raise ValueError(f"duration_style must be one of {resources.DURATION_STYLES}")
@@ -74,6 +75,7 @@ class Emulator:
                 workspaces=frozenset(workspaces) if workspaces is not None else None,
                 read_only=read_only,
                 page_size=page_size,
+                accepted_token=accepted_token,
             ),
         )
         self._injector = FaultInjector()

@@ -30,6 +30,8 @@ class Faults:
     # (capacity, refill per second) of a token bucket that PUT and DELETE draw from.
     write_bucket: tuple[int, float] | None = None
     seed: int | None = None
+    # Only requests with these methods draw faults (latency still applies to all); None: all.
+    methods: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class FaultInjector:
     def decide(self, faults: Faults, method: str) -> Decision:
         """Draw this request's faults, in a fixed order so that a seed gives a fixed sequence."""
         is_write = method in WRITE_METHODS
+        if faults.methods is not None and method not in faults.methods:
+            return Decision(latency_s=faults.latency_s)
         with self._lock:
             self._reseed(faults)
             dropped = self._happens(faults.rate_drop)
