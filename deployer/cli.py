@@ -596,3 +596,9 @@ def _configure_logging(debug: bool) -> None:
     package.handlers[:] = [RichHandler(console=stderr, show_time=False, show_path=False)]
     package.setLevel(logging.DEBUG if debug else logging.WARNING)
     package.propagate = False
+    # azure-identity logs each failed credential as a warning of many lines; the error that
+    # follows says it in one. With --debug they show. azure-core redacts Authorization.
+    azure = logging.getLogger("azure")
+    azure.handlers[:] = [RichHandler(console=stderr, show_time=False, show_path=False)]
+    azure.setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    azure.propagate = False

@@ -21,6 +21,7 @@ from azure import identity
 from azure.core import AzureClouds
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
@@ -185,6 +186,12 @@ class Workspace:
             raise ResponseLostError(f"{where}: the connection dropped before an answer") from error
         if isinstance(error, ServiceRequestError):
             raise AzureError(f"{where}: {_first_line(error)}") from error
+        if isinstance(error, ClientAuthenticationError) and error.response is None:
+            # The credential failed before any request was sent (no sign-in, no variables).
+            raise AzureError(
+                f"{where}: cannot get a token ({_first_line(error).rstrip('.')}); sign in "
+                "(az login) or set the environment's credential and what it needs (README)"
+            ) from error
         assert isinstance(error, HttpResponseError)
         status, code = error.status_code, _code(error)
         request_id = _request_id(error)
@@ -233,13 +240,21 @@ def credential_for(kind: str) -> TokenCredential:
             )
         # The service checks expiry; an hour is what ARM tokens usually carry.
         return StaticToken(token, int(time.time()) + 3600)
-    if kind == "cli":
-        return identity.AzureCliCredential()
-    if kind == "workload-identity":
-        return identity.WorkloadIdentityCredential()
-    if kind == "managed-identity":
-        return identity.ManagedIdentityCredential()
-    return identity.DefaultAzureCredential()
+    try:
+        if kind == "cli":
+            return identity.AzureCliCredential()
+        if kind == "workload-identity":
+            return identity.WorkloadIdentityCredential()
+        if kind == "managed-identity":
+            return identity.ManagedIdentityCredential()
+        return identity.DefaultAzureCredential()
+    except ValueError as error:
+        # azure-identity refuses at construction when its variables are missing.
+        raise AzureError(
+            f'credential = "{kind}": {_first_line(error).split(". See ")[0].rstrip(".")}; set '
+            "its variables (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE for "
+            "workload-identity)"
+        ) from error
 
 
 def _as_json(model: Any) -> dict[str, Any]:

@@ -619,3 +619,27 @@ def test_all_envs_gives_one_plan_per_environment_and_deploys_each(
     assert (lab["displayName"], lab["enabled"]) == ("Cloudflared Tunnel Execution", True)
     assert (dr["displayName"], dr["enabled"]) == ("[DR] Cloudflared Tunnel Execution", False)
     assert "environment: dr" in dr["description"]
+
+
+@pytest.mark.parametrize(
+    ("credential", "needle"),
+    [
+        ("token", "SENTINEL_DEPLOYER_TOKEN, which is not set"),
+        ("workload-identity", 'credential = "workload-identity"'),
+    ],
+)
+def test_a_credential_without_its_variables_is_one_line(
+    tmp_path: Path, emulator: Emulator, credential: str, needle: str
+) -> None:
+    root = write_project(tmp_path, emulator)
+    config = root / "sentinel-deployer.toml"
+    config.write_text(
+        config.read_text().replace('credential = "token"', f'credential = "{credential}"')
+    )
+    cleared = {
+        name: "" for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")
+    }
+    result = cli(root, "plan", "--skip-kql", env={**cleared, "SENTINEL_DEPLOYER_TOKEN": ""})
+    assert result.code == 1, result.log
+    _one_clean_line(result, "error:", needle)
+    assert emulator.requests == [], "nothing was sent without a credential"
