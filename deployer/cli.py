@@ -10,6 +10,7 @@ import contextlib
 import enum
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ from deployer.report import (
     detection_lines,
     detection_summary,
     json_line,
+    relative_path,
     summary,
     text_lines,
 )
@@ -355,7 +357,7 @@ def export(
             if item.path is not None:
                 typer.echo(
                     f"exported  {item.display_name}  ({item.rule_id}) -> "
-                    f"{_relative_to(item.path, root)}"
+                    f"{relative_path(item.path, root)}"
                 )
             else:
                 typer.echo(f"skipped   {item.display_name}  ({item.rule_id})")
@@ -496,8 +498,15 @@ def _print_plan(planned: Plan, output_format: PlanFormat) -> None:
     elif output_format is PlanFormat.MARKDOWN:
         typer.echo(plan_markdown(planned))
     else:
+        # Colours only on a terminal (click strips them elsewhere) and never under NO_COLOR.
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         for line in plan_text(planned):
-            typer.echo(line)
+            shade = _PLAN_COLOURS.get(line[2:4]) if colour else None
+            typer.echo(typer.style(line, fg=shade) if shade else line)
+
+
+# Plan lines by their symbol: "  + create", "  ~ update", "  - delete", "  ! drift" ...
+_PLAN_COLOURS = {"+ ": "green", "~ ": "yellow", "- ": "red", "! ": "magenta", "? ": "cyan"}
 
 
 def _confirm(planned: Plan, auto_approve: bool) -> None:
@@ -526,13 +535,6 @@ def _run(
     stderr.print(summary(results))
     if any(result.status == "failed" for result in results):
         raise typer.Exit(ExitCode.RULES_FAILED)
-
-
-def _relative_to(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from deployer.model import RuleResult
 from deployer.native import NativeSource, export_file_name, export_template
 from deployer.plan import DesiredRule, Plan, make_plan, source_hash
 from deployer.render import TEMPLATE_NAME, default_templates_dir
+from deployer.report import relative_path
 from deployer.rules import SigmaSource, find_rule_files, load_any
 from deployer.validate import QueryValidator
 from deployer.workspace import StaticToken, Workspace, WorkspaceRef, credential_for
@@ -134,7 +135,7 @@ def plan_environment(
         # Nothing is compared, let alone sent, while any rule fails validation.
         return EnvironmentPlan(target, results, None)
     desired = [
-        DesiredRule(r.rule_id, r.body, _relative(r.path, config.root))
+        DesiredRule(r.rule_id, r.body, relative_path(r.path, config.root))
         for r in results
         if r.status in ("valid", "built") and r.rule_id and r.body is not None
     ]
@@ -169,13 +170,6 @@ def _local_emulator(root: Path) -> Iterator[Emulator]:
         yield emulator
     finally:
         emulator.stop()
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,12 @@ def summary(results: Sequence[RuleResult]) -> str:
 
 def text_lines(result: RuleResult, *, root: Path | None = None) -> Iterable[str]:
     """One line for the rule, then one per problem (already 'file:line: severity: why')."""
-    name = _relative(result.path, root)
+    name = relative_path(result.path, root)
     what = f"{result.rule_id}  {result.title}" if result.rule_id else (result.title or "")
-    where = f" -> {_relative(result.output, root)}" if result.output else ""
+    where = f" -> {relative_path(result.output, root)}" if result.output else ""
     yield f"{result.status:<8} {name}  {what}{where}".rstrip()
     for problem in result.problems:
-        where = _relative(problem.location.path, root)
+        where = relative_path(problem.location.path, root)
         if problem.location.line is not None:
             where += f":{problem.location.line}"
         title = f" [{problem.title}]" if problem.title else ""
@@ -48,13 +48,13 @@ def text_lines(result: RuleResult, *, root: Path | None = None) -> Iterable[str]
 def json_line(result: RuleResult, *, root: Path | None = None) -> str:
     """One JSON object per rule: path, id, title, status, then query or errors."""
     record: dict[str, Any] = {
-        "path": _relative(result.path, root),
+        "path": relative_path(result.path, root),
         "id": result.rule_id,
         "title": result.title,
         "status": result.status,
     }
     if result.output is not None:
-        record["output"] = _relative(result.output, root)
+        record["output"] = relative_path(result.output, root)
     if result.query is not None and result.status != "failed":
         record["query"] = result.query
     record["errors"] = [_problem(p) for p in result.errors]
@@ -70,7 +70,8 @@ def _problem(problem: Problem) -> dict[str, Any]:
     }
 
 
-def _relative(path: Path, root: Path | None) -> str:
+def relative_path(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` where it lies inside it, as messages show files."""
     if root is not None:
         try:
             return str(path.resolve().relative_to(root.resolve()))
@@ -81,7 +82,7 @@ def _relative(path: Path, root: Path | None) -> str:
 
 def detection_lines(result: RuleTestResult, *, root: Path | None = None) -> Iterable[str]:
     """One line for the rule's tests, then each failing case with its event."""
-    name = _relative(result.path, root)
+    name = relative_path(result.path, root)
     failed = [c for c in result.cases if not c.passed]
     if result.status == "untested":
         detail = "no test cases"
@@ -95,7 +96,7 @@ def detection_lines(result: RuleTestResult, *, root: Path | None = None) -> Iter
     for error in result.errors:
         yield f"  {error}"
     for outcome in failed:
-        where = _relative(outcome.case.location.path, root)
+        where = relative_path(outcome.case.location.path, root)
         if outcome.case.location.line is not None:
             where += f":{outcome.case.location.line}"
         yield f"  {where}: case '{outcome.case.name}': {outcome.reason}"
@@ -117,7 +118,7 @@ def detection_summary(results: Sequence[RuleTestResult]) -> str:
 def detection_json_line(result: RuleTestResult, *, root: Path | None = None) -> str:
     """One JSON object per rule: path, id, title, status, errors and every case's outcome."""
     record = {
-        "path": _relative(result.path, root),
+        "path": relative_path(result.path, root),
         "id": result.rule_id,
         "title": result.title,
         "status": result.status,
