@@ -75,6 +75,8 @@ def arm_escape(value: Any) -> Any:
     NOTE: only strings that start with "[" and end with "]" are escaped. ARM leaves any other
     string as it is, so escaping "[PROD] Rule" as "[[PROD] Rule" would reach the workspace with
     both brackets; escaping exactly what ARM reads as an expression keeps the text as it was.
+    Source: Learn, "Syntax and expressions in ARM templates", Escape characters
+    (https://learn.microsoft.com/azure/azure-resource-manager/templates/template-expressions).
     """
     if isinstance(value, str):
         return "[" + value if value.startswith("[") and value.endswith("]") else value
