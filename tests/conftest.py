@@ -18,6 +18,11 @@ SEED_RULE = REPO / "rules/windows/process_creation/proc_creation_win_cloudflared
 SEED_TESTS = SEED_RULE.with_name(SEED_RULE.stem + ".tests.yml")
 SEED_ID = "9a019ffc-3580-4c9d-8d87-079f7e8d3fd4"
 CORPUS = SHARED / "corpus/sigmahq/process_creation"
+# The seed's expected KQL: ../shared/seed is the authority; tests/data keeps a copy so that a
+# clone without ../shared (GitHub's runners) still checks the query byte for byte.
+SEED_QUERY_COPY = REPO / "tests/data/seed-expected-sentinel_asim.kql"
+_SEED_QUERY_SHARED = SHARED / "seed/expected-sentinel_asim.kql"
+SEED_QUERY_FILE = _SEED_QUERY_SHARED if _SEED_QUERY_SHARED.is_file() else SEED_QUERY_COPY
 
 
 def rule_yaml(

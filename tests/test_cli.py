@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 
-from conftest import SEED_ID, SEED_RULE, SEED_TESTS, SHARED, rule_yaml
+from conftest import SEED_ID, SEED_QUERY_FILE, SEED_RULE, SEED_TESTS, rule_yaml
 
 SEED_JSON = f"{SEED_ID}.json"
 SEED_TITLE = "Cloudflared Tunnel Execution"
-EXPECTED_SEED_QUERY = SHARED / "seed/expected-sentinel_asim.kql"
 SCRIPT = Path(sys.executable).with_name("sentinel-deployer")
 
 
@@ -125,10 +124,7 @@ def test_build_writes_the_seed_rule_with_its_query_severity_and_attack_mapping(
     assert run.code == 0, run.log
     assert built(tmp_path) == [SEED_JSON], run.log
     props = properties(tmp_path / "build" / SEED_JSON)
-    if EXPECTED_SEED_QUERY.is_file():
-        assert props["query"] == EXPECTED_SEED_QUERY.read_text(encoding="utf-8"), run.log
-    else:
-        assert props["query"].startswith("imProcessCreate\n| where "), run.log
+    assert props["query"] == SEED_QUERY_FILE.read_text(encoding="utf-8"), run.log
     assert props["displayName"] == SEED_TITLE, run.log
     assert props["severity"] == "Medium", run.log
     assert props["tactics"] == ["CommandAndControl"], run.log

@@ -30,14 +30,13 @@ from deployer.config import load_config
 from deployer.deployment import open_workspaces, plan_environment, select_environments
 from deployer.emulator import Emulator, Faults
 
-from conftest import SEED_ID, SEED_RULE, SEED_TESTS, SHARED, rule_yaml
+from conftest import SEED_ID, SEED_QUERY_FILE, SEED_RULE, SEED_TESTS, rule_yaml
 
 SUB = "6f1d2c3b-0a9e-4d8c-b7a6-1e2f3a4b5c6d"
 RG = "rg-soc"
 WS = "law-soc"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOi.test-token-that-must-never-be-printed"
 PROJECT = "acme-detections"
-SEED_QUERY = SHARED / "seed/expected-sentinel_asim.kql"
 
 
 class Reachable(Protocol):
@@ -124,7 +123,7 @@ def test_the_seed_rule_is_planned_created_and_then_left_alone(
     assert deploy.code == 0, deploy.log
     assert f"created   Cloudflared Tunnel Execution  ({SEED_ID})" in deploy.stdout
     stored = workspace_rules(emulator)[SEED_ID]["properties"]
-    assert stored["query"] == SEED_QUERY.read_text(encoding="utf-8")
+    assert stored["query"] == SEED_QUERY_FILE.read_text(encoding="utf-8")
     assert stored["severity"] == "Medium"
     assert stored["tactics"] == ["CommandAndControl"]
     assert sorted(stored["techniques"]) == ["T1090", "T1102", "T1572"]

@@ -38,20 +38,13 @@ from deployer.render import (
 from deployer.rules import SigmaSource, load_rule
 
 import swagger
-from conftest import SEED_ID, SEED_RULE, SHARED, rule_yaml
+from conftest import SEED_ID, SEED_QUERY_FILE, SEED_RULE, rule_yaml
 
 GA = "2025-12-01"
 PREVIEW = "2025-10-01-preview"
 REFERENCE = swagger.reference_dir()
 NO_REFERENCE = "Microsoft.SecurityInsights swagger not available (../shared/reference)"
 
-SEED_QUERY = (
-    "imProcessCreate\n"
-    '| where (TargetProcessCommandLine contains " tunnel " and TargetProcessCommandLine '
-    'contains " run ") and (TargetProcessCommandLine contains "-config " or '
-    'TargetProcessCommandLine contains "-credentials-contents " or TargetProcessCommandLine '
-    'contains "-credentials-file " or TargetProcessCommandLine contains "-token ")\n'
-)
 TEST_ID = "11111111-2222-3333-4444-555555555555"
 # German and Japanese for "monitoring - detection", joined by an en dash.
 NON_ASCII = "Überwachung \u2013 検知"
@@ -86,8 +79,7 @@ def _analytics_rule(path: Path) -> AnalyticsRule:
 
 
 def _seed_query() -> str:
-    expected = SHARED / "seed/expected-sentinel_asim.kql"
-    return expected.read_text(encoding="utf-8") if expected.is_file() else SEED_QUERY
+    return SEED_QUERY_FILE.read_text(encoding="utf-8")
 
 
 def _expected_seed_template() -> dict[str, Any]:
