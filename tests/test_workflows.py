@@ -50,7 +50,7 @@ PINNED = re.compile(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
-def workflow(name: str) -> dict[str, Any]:
+def workflow(name: str) -> dict[Any, Any]:
     loaded = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
     return loaded
