@@ -531,10 +531,7 @@ def _plans(
     with _kql_service(skip_kql) as queries, open_workspaces(project, environments) as opened:
         for target, workspace in opened:
             planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
-            if markdown and planned.failed:
-                name = planned.target.environment.name
-                typer.echo(failures_markdown(name, planned.results, root=Path.cwd()))
-            _show_failures(planned, quiet=markdown)
+            _show_failures(planned, markdown=markdown)
             plans.append(planned)
     return plans
 
@@ -551,10 +548,7 @@ def _plan_for(
 ) -> Plan | None:
     if saved is None:
         planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
-        if markdown and planned.failed:
-            name = target.environment.name
-            typer.echo(failures_markdown(name, planned.results, root=Path.cwd()))
-        _show_failures(planned, quiet=markdown)
+        _show_failures(planned, markdown=markdown)
         return planned.plan
     found = saved.get(target.environment.name)
     if found is None:
@@ -589,10 +583,13 @@ def _saved_plans(project: ProjectConfig, path: Path) -> dict[str, Plan]:
     return {saved.environment: saved for saved in plans}
 
 
-def _show_failures(planned: EnvironmentPlan, *, quiet: bool = False) -> None:
-    """The failing rules' lines on stdout (unless `quiet`: stdout is Markdown), a note on stderr."""
+def _show_failures(planned: EnvironmentPlan, *, markdown: bool = False) -> None:
+    """The failing rules on stdout, as text lines or a Markdown table; a note on stderr."""
     root = Path.cwd()
-    for result in planned.failed if not quiet else ():
+    if markdown and planned.failed:
+        name = planned.target.environment.name
+        typer.echo(failures_markdown(name, planned.results, root=root))
+    for result in planned.failed if not markdown else ():
         for line in text_lines(result, root=root):
             typer.echo(line)
     if planned.failed:

@@ -252,3 +252,26 @@ def test_comment_posts_the_file_as_the_sticky_comment(tmp_path: Path, github: Fa
     assert first.stdout.startswith("created comment ") and second.stdout.startswith("updated ")
     assert len(github.marked(PLAN_MARKER)) == 1
     assert TOKEN not in first.output + second.output
+
+
+def test_a_failing_detection_case_is_an_annotation_on_its_line_in_the_tests_file(
+    tmp_path: Path,
+) -> None:
+    project(tmp_path, {"seed.yml": seed()})
+    rule = tmp_path / "rules" / "seed.yml"
+    rule.write_text(
+        seed().replace("CommandLine|contains:\n", "CommandLine|endswith:\n"), encoding="utf-8"
+    )
+    cases = (tmp_path / "rules" / "seed.tests.yml").read_text(encoding="utf-8").splitlines()
+    name = "tunnel run with a token"
+    line = next(n for n, text in enumerate(cases, 1) if text.strip() == f"- name: {name}")
+    result = cli(tmp_path, "test", "--format", "github")
+    assert result.code == 1, result.log
+    errors = [text for text in result.stdout.splitlines() if text.startswith("::error ")]
+    assert len(errors) == 3, result.log
+    assert any(
+        text.startswith(f"::error file=rules/seed.tests.yml,line={line},title=")
+        and f"case '{name}': expected a match" in text
+        and "%0Aevent: {" in text
+        for text in errors
+    ), result.log
