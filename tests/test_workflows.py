@@ -99,6 +99,9 @@ def test_plan_jobs_skip_forks_and_deploy_jobs_are_bound_to_their_environment() -
         plan["plan"]["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     )
 
+    assert workflow("deploy.yml")["jobs"]["environments"]["if"] == (
+        "github.ref == 'refs/heads/main'"
+    )
     deploy = workflow("deploy.yml")["jobs"]["deploy"]
     assert deploy["environment"]["name"] == "${{ matrix.name }}"
     assert deploy["strategy"]["matrix"]["include"] == (
