@@ -21,12 +21,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from deployer import __version__
-from deployer.apply import apply_plan
+from deployer.apply import LedgerEntry, apply_plan
 from deployer.build import BuildRequest, run_build
 from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
 from deployer.deployment import (
     EnvironmentPlan,
     Target,
+    environment_matrix,
     export_environment,
     open_workspaces,
     plan_environment,
@@ -44,6 +45,13 @@ from deployer.errors import (
     TemplateError,
     UsageError,
 )
+from deployer.github import (
+    detection_annotations,
+    post_sticky_comment,
+    pull_request_from_environment,
+    result_annotations,
+    run_url,
+)
 from deployer.kql import KqlLanguageService
 from deployer.model import RuleResult
 from deployer.pipelines import table_columns
@@ -52,6 +60,7 @@ from deployer.report import (
     detection_json_line,
     detection_lines,
     detection_summary,
+    failures_markdown,
     json_line,
     relative_path,
     summary,
@@ -60,6 +69,7 @@ from deployer.report import (
 from deployer.report_plan import (
     changes_count,
     ledger_lines,
+    ledger_markdown,
     ledger_summary,
     plan_json,
     plan_markdown,
@@ -91,6 +101,8 @@ PipelineName = enum.StrEnum("PipelineName", {name: name for name in PIPELINES}) 
 class OutputFormat(enum.StrEnum):
     TEXT = "text"
     JSON = "json"
+    # GitHub Actions: each problem as an annotation on its file and line.
+    GITHUB = "github"
 
 
 app = typer.Typer(
@@ -123,7 +135,11 @@ EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Apply this environment's overrides and API version.")
 ]
 FormatOpt = Annotated[
-    OutputFormat, typer.Option("--format", help="text, or json: one object per rule and line.")
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="text; json: one object per rule and line; github: GitHub Actions annotations.",
+    ),
 ]
 SkipKqlOpt = Annotated[
     bool,
@@ -202,6 +218,10 @@ def test_rules(
         def show(result: RuleTestResult) -> None:
             if output_format is OutputFormat.JSON:
                 typer.echo(detection_json_line(result, root=root))
+            elif output_format is OutputFormat.GITHUB:
+                typer.echo(next(iter(detection_lines(result, root=root))))
+                for line in detection_annotations(result, root=root):
+                    typer.echo(line)
             else:
                 for line in detection_lines(result, root=root):
                     typer.echo(line)
@@ -259,7 +279,8 @@ def plan(
     """Show what deploy would change in each workspace, without changing anything."""
     with _command(debug):
         project = _project(config)
-        plans = _plans(project, env, all_envs, prune=prune, skip_kql=skip_kql)
+        markdown = output_format is PlanFormat.MARKDOWN
+        plans = _plans(project, env, all_envs, prune=prune, skip_kql=skip_kql, markdown=markdown)
         ready = [p.plan for p in plans if p.plan is not None]
         for planned in ready:
             if output_format is PlanFormat.MARKDOWN:
@@ -277,6 +298,11 @@ def plan(
             raise typer.Exit(ExitCode.CHANGES)
 
 
+class DeployFormat(enum.StrEnum):
+    TEXT = "text"
+    MARKDOWN = "markdown"
+
+
 @app.command()
 def deploy(
     env: EnvsOpt = None,
@@ -292,6 +318,10 @@ def deploy(
         bool,
         typer.Option("--overwrite-drift", help="Replace rules that were edited in the workspace."),
     ] = False,
+    output_format: Annotated[
+        DeployFormat,
+        typer.Option("--format", help="text, or markdown: plan and ledger for a job summary."),
+    ] = DeployFormat.TEXT,
     skip_kql: SkipKqlOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
@@ -309,11 +339,19 @@ def deploy(
             for target, workspace in opened:
                 if target.emulated:
                     stderr.print(f"target: {target.ref.label}; no Azure account is used")
-                planned = _plan_for(project, target, workspace, saved, prune, queries)
+                planned = _plan_for(
+                    project,
+                    target,
+                    workspace,
+                    saved,
+                    prune,
+                    queries,
+                    markdown=output_format is DeployFormat.MARKDOWN,
+                )
                 if planned is None:
                     failed = True
                     continue
-                _print_plan(planned, PlanFormat.TEXT)
+                _print_plan(planned, PlanFormat(output_format.value))
                 if not planned.has_changes:
                     stderr.print(plan_summary(planned))
                     continue
@@ -325,8 +363,7 @@ def deploy(
                     overwrite_drift=overwrite_drift,
                     concurrency=target.environment.concurrency,
                 )
-                for line in ledger_lines(entries):
-                    typer.echo(line)
+                _print_ledger(planned.environment, entries, output_format)
                 stderr.print(ledger_summary(planned.environment, entries))
                 failed |= any(e.outcome in ("failed", "refused") for e in entries)
         if failed:
@@ -391,6 +428,69 @@ def emulator(
             server.stop()
 
 
+class ListFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@app.command()
+def environments(
+    env: EnvsOpt = None,
+    output_format: Annotated[
+        ListFormat,
+        typer.Option("--format", help="text, or json: a list for a CI job matrix."),
+    ] = ListFormat.TEXT,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """List the environments deploy --all-envs would target (or those named with --env).
+
+    With no environment configured, the list is the local workspace emulator, as for deploy.
+    """
+    with _command(debug):
+        project = _project(config)
+        chosen = select_environments(project, env or [], all_envs=not env)
+        entries = environment_matrix(chosen)
+        if output_format is ListFormat.JSON:
+            # One line: GitHub reads a step output as `name=value`.
+            typer.echo(json.dumps(entries, separators=(",", ":")))
+        else:
+            for entry in entries:
+                where = "local workspace emulator" if entry["emulator"] else entry["workspace"]
+                typer.echo(f"{entry['name']}  {where}")
+        stderr.print(f"{len(entries)} environment(s)")
+
+
+@app.command()
+def comment(
+    markdown_file: Annotated[
+        Path,
+        typer.Argument(
+            help="The Markdown to post (plan --format markdown's output).", dir_okay=False
+        ),
+    ],
+    pr: Annotated[
+        int | None,
+        typer.Option("--pr", help="Pull request number. Default: the event's (GITHUB_EVENT_PATH)."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Post the plan as the pull request's one sticky comment: edited in place, never duplicated.
+
+    Reads GITHUB_API_URL, GITHUB_REPOSITORY and GITHUB_TOKEN from the environment.
+    """
+    with _command(debug):
+        if not markdown_file.is_file():
+            raise UsageError(f"{markdown_file}: no such file")
+        markdown = markdown_file.read_text(encoding="utf-8")
+        pull, token = pull_request_from_environment(os.environ, pr)
+        result = post_sticky_comment(pull, markdown, token=token, full_text_at=run_url(os.environ))
+        where = f": {result.url}" if result.url else ""
+        typer.echo(f"{result.action} comment {result.comment_id} on #{pull.number}{where}")
+        if result.truncated:
+            stderr.print("the plan was longer than GitHub allows in a comment: it was cut")
+
+
 @app.command()
 def version() -> None:
     """Print the tool's version."""
@@ -423,6 +523,7 @@ def _plans(
     *,
     prune: bool,
     skip_kql: bool,
+    markdown: bool = False,
 ) -> list[EnvironmentPlan]:
     """Plan every chosen environment; rules that fail validation are shown, nothing compared."""
     environments = select_environments(project, env or [], all_envs)
@@ -430,7 +531,7 @@ def _plans(
     with _kql_service(skip_kql) as queries, open_workspaces(project, environments) as opened:
         for target, workspace in opened:
             planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
-            _show_failures(planned)
+            _show_failures(planned, markdown=markdown)
             plans.append(planned)
     return plans
 
@@ -442,10 +543,12 @@ def _plan_for(
     saved: dict[str, Plan] | None,
     prune: bool,
     queries: QueryValidator | None,
+    *,
+    markdown: bool = False,
 ) -> Plan | None:
     if saved is None:
         planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
-        _show_failures(planned)
+        _show_failures(planned, markdown=markdown)
         return planned.plan
     found = saved.get(target.environment.name)
     if found is None:
@@ -480,9 +583,13 @@ def _saved_plans(project: ProjectConfig, path: Path) -> dict[str, Plan]:
     return {saved.environment: saved for saved in plans}
 
 
-def _show_failures(planned: EnvironmentPlan) -> None:
+def _show_failures(planned: EnvironmentPlan, *, markdown: bool = False) -> None:
+    """The failing rules on stdout, as text lines or a Markdown table; a note on stderr."""
     root = Path.cwd()
-    for result in planned.failed:
+    if markdown and planned.failed:
+        name = planned.target.environment.name
+        typer.echo(failures_markdown(name, planned.results, root=root))
+    for result in planned.failed if not markdown else ():
         for line in text_lines(result, root=root):
             typer.echo(line)
     if planned.failed:
@@ -503,6 +610,16 @@ def _print_plan(planned: Plan, output_format: PlanFormat) -> None:
         for line in plan_text(planned):
             shade = _PLAN_COLOURS.get(line[2:4]) if colour else None
             typer.echo(typer.style(line, fg=shade) if shade else line)
+
+
+def _print_ledger(
+    environment: str, entries: list[LedgerEntry], output_format: DeployFormat
+) -> None:
+    if output_format is DeployFormat.MARKDOWN:
+        typer.echo(ledger_markdown(environment, entries))
+        return
+    for line in ledger_lines(entries):
+        typer.echo(line)
 
 
 # Plan lines by their symbol: "  + create", "  ~ update", "  - delete", "  ! drift" ...
@@ -526,6 +643,11 @@ def _run(
     def show(result: RuleResult) -> None:
         if output_format is OutputFormat.JSON:
             typer.echo(json_line(result, root=root))
+        elif output_format is OutputFormat.GITHUB:
+            # The rule's own line for the log; its problems as annotations, not indented lines.
+            typer.echo(next(iter(text_lines(result, root=root))))
+            for line in result_annotations(result, root=root):
+                typer.echo(line)
         else:
             for line in text_lines(result, root=root):
                 typer.echo(line)

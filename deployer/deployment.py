@@ -79,6 +79,26 @@ def select_environments(
     )
 
 
+def environment_matrix(environments: Sequence[Environment]) -> list[dict[str, str | bool]]:
+    """One entry per environment, for a CI job matrix (`environments --format json`).
+
+    `workspace` names the workspace the environment writes to (the local emulator's are named
+    by environment), so that a CI concurrency group keyed on it keeps two deploys to one
+    workspace from overlapping even when two environments share it.
+    """
+    entries: list[dict[str, str | bool]] = []
+    for environment in environments:
+        if environment.emulator:
+            workspace = f"local-emulator/{environment.workspace or environment.name}"
+        else:
+            parts = (environment.subscription_id, environment.resource_group, environment.workspace)
+            workspace = "/".join(part or "" for part in parts).lower()
+        entries.append(
+            {"name": environment.name, "emulator": environment.emulator, "workspace": workspace}
+        )
+    return entries
+
+
 @contextlib.contextmanager
 def open_workspaces(
     config: ProjectConfig, environments: Sequence[Environment]

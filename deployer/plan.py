@@ -271,14 +271,16 @@ def _differences(
     )
     query_diff = None
     if old.get("query") != new.get("query"):
-        query_diff = "".join(
-            difflib.unified_diff(
-                str(old.get("query") or "").splitlines(keepends=True),
-                str(new.get("query") or "").splitlines(keepends=True),
-                fromfile="workspace",
-                tofile="rules",
-            )
+        # Lines without their ends, joined with one: a last line without a newline would
+        # otherwise run into the next line of the diff.
+        lines = difflib.unified_diff(
+            str(old.get("query") or "").splitlines(),
+            str(new.get("query") or "").splitlines(),
+            fromfile="workspace",
+            tofile="rules",
+            lineterm="",
         )
+        query_diff = "\n".join(lines) + "\n"
         changes = (FieldChange("query", old.get("query"), new.get("query")), *changes)
     return changes, query_diff
 

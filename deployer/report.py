@@ -135,3 +135,31 @@ def detection_json_line(result: RuleTestResult, *, root: Path | None = None) -> 
         ],
     }
     return json.dumps(record, ensure_ascii=False)
+
+
+def failures_markdown(
+    environment: str, results: Sequence[RuleResult], *, root: Path | None = None
+) -> str:
+    """For a plan that was not made: the rules that failed validation, each problem's place."""
+    failed = [r for r in results if r.status == "failed"]
+    lines = [
+        f"### Plan for `{environment}`: not made",
+        "",
+        f"**{summary(results)}**: nothing was compared or sent; fix the failing rules first.",
+        "",
+        "| file | rule | problem |",
+        "|---|---|---|",
+    ]
+    for result in failed:
+        for problem in result.errors:
+            where = relative_path(problem.location.path, root)
+            if problem.location.line is not None:
+                where += f":{problem.location.line}"
+            rule = result.title or result.rule_id or ""
+            lines.append(f"| `{where}` | {_cell(rule)} | {_cell(problem.message)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: pipes escaped, on one line."""
+    return " ".join(text.replace("|", "\\|").split())

@@ -159,6 +159,26 @@ def ledger_summary(environment: str, entries: Sequence[LedgerEntry]) -> str:
     return f"{environment}: {plural(len(entries), 'rule')}: {', '.join(parts) or 'nothing to do'}"
 
 
+def ledger_markdown(environment: str, entries: Sequence[LedgerEntry]) -> str:
+    """The ledger for a GitHub job summary: counts, then one row per rule that was touched."""
+    lines = [f"### Deployed to `{environment}`", ""]
+    lines.append(f"**{ledger_summary(environment, entries).split(': ', 1)[1]}**")
+    shown = [e for e in entries if e.outcome != "unchanged"]
+    if not shown:
+        return "\n".join(lines) + "\n"
+    lines += ["", "| rule | action | outcome | detail |", "|---|---|---|---|"]
+    for entry in shown:
+        mark = "❌ " if entry.outcome in ("failed", "refused") else ""
+        detail = entry.message or ""
+        if entry.request_id:
+            detail += f" (request id {entry.request_id})"
+        lines.append(
+            f"| {_cell(entry.display_name)} | {entry.action} | {mark}{entry.outcome} | "
+            f"{_cell(detail)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def ledger_json(entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
     return [
         {

@@ -68,6 +68,18 @@ def test_a_changed_rule_is_an_update_with_field_and_query_diffs() -> None:
     )
 
 
+def test_a_query_diff_keeps_one_line_per_line_when_the_query_has_no_final_newline() -> None:
+    old = 'imProcessCreate\n| where TargetProcessCommandLine contains "evil"'
+    deployed = _desired(query=old).body["properties"]
+    wanted = _desired(query=old.replace('"evil"', '"evil.exe"'))
+    (change,) = _plan([wanted], [_remote(dict(deployed))]).changes
+    assert change.query_diff is not None
+    assert change.query_diff.splitlines()[-2:] == [
+        '-| where TargetProcessCommandLine contains "evil"',
+        '+| where TargetProcessCommandLine contains "evil.exe"',
+    ]
+
+
 def test_a_rule_edited_in_the_portal_is_drift() -> None:
     edited = {**_desired().body["properties"], "enabled": False}
     (change,) = _plan([_desired()], [_remote(edited)]).changes
