@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
-
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sigma.backends.kusto.kusto import KustoBackend
@@ -35,7 +34,7 @@ OR_CHAIN = 64
 _NO_TABLE = "Unable to determine table name from rule"
 
 
-class FaithfulKustoBackend(KustoBackend):  # type: ignore[misc]  # untyped base class
+class FaithfulKustoBackend(KustoBackend):
     """KustoBackend with numbers kept numbers in lists and long `or` chains nested.
 
     Upstream-worthy, both: KustoBackend writes every list as `in~`, which Kusto defines for
@@ -45,9 +44,8 @@ class FaithfulKustoBackend(KustoBackend):  # type: ignore[misc]  # untyped base 
     def convert_condition_as_in_expression(
         self, cond: ConditionOR | ConditionAND, state: ConversionState
     ) -> Any:
-        values = [
-            arg.value for arg in cond.args if isinstance(arg, ConditionFieldEqualsValueExpression)
-        ]
+        args = [arg for arg in cond.args if isinstance(arg, ConditionFieldEqualsValueExpression)]
+        values = [arg.value for arg in args]
         if not isinstance(cond, ConditionOR):
             return super().convert_condition_as_in_expression(cond, state)
         if (
@@ -55,14 +53,16 @@ class FaithfulKustoBackend(KustoBackend):  # type: ignore[misc]  # untyped base 
             and len(values) == len(cond.args)
             and all(isinstance(value, SigmaNumber) for value in values)
         ):
-            field = self.escape_and_quote_field(cond.args[0].field)
+            field = self.escape_and_quote_field(args[0].field)
             return f"{field} in ({', '.join(str(value) for value in values)})"
         if len(cond.args) <= OR_CHAIN:
             return super().convert_condition_as_in_expression(cond, state)
         # The backend joins a list's wildcard values (contains, endswith...) with `or`, flat.
         return _nested(
-            super(FaithfulKustoBackend, self).convert_condition_as_in_expression(
-                ConditionOR(cond.args[at : at + OR_CHAIN]), state
+            str(
+                super(FaithfulKustoBackend, self).convert_condition_as_in_expression(
+                    ConditionOR(cond.args[at : at + OR_CHAIN]), state
+                )
             )
             for at in range(0, len(cond.args), OR_CHAIN)
         )
@@ -71,8 +71,10 @@ class FaithfulKustoBackend(KustoBackend):  # type: ignore[misc]  # untyped base 
         if len(cond.args) <= OR_CHAIN:
             return super().convert_condition_or(cond, state)
         return _nested(
-            super(FaithfulKustoBackend, self).convert_condition_or(
-                ConditionOR(cond.args[at : at + OR_CHAIN]), state
+            str(
+                super(FaithfulKustoBackend, self).convert_condition_or(
+                    ConditionOR(cond.args[at : at + OR_CHAIN]), state
+                )
             )
             for at in range(0, len(cond.args), OR_CHAIN)
         )

@@ -1,4 +1,4 @@
-"""Our processing items on top of the backend's pipelines: conversion that means what the rule means.
+"""Our processing items on the backend's pipelines: KQL that means what the Sigma rule means.
 
 Each item fixes one defect of pySigma-backend-kusto 1.0.1's pipelines and is named for it; the
 tests (tests/test_pipelines.py) show the bare backend's output beside ours. `spliced` puts them
@@ -15,7 +15,6 @@ from typing import Any
 from sigma.conditions import (
     ConditionAND,
     ConditionIdentifier,
-    ConditionItem,
     ConditionNOT,
     ConditionOR,
     ConditionSelector,
@@ -35,7 +34,10 @@ from sigma.pipelines.sentinelasim.transformations import (
 from sigma.processing.conditions import RuleProcessingStateCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import FieldMappingTransformation, Transformation
-from sigma.processing.transformations.base import DetectionItemTransformation
+from sigma.processing.transformations.base import (
+    DetectionItemTransformation,
+    PreprocessingTransformation,
+)
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import (
     SigmaExists,
@@ -53,6 +55,8 @@ from deployer.kql import kusto_type
 # reset for every rule); convert.py reads them after the conversion.
 WARNINGS_STATE = "sentinel_deployer_warnings"
 _NUMERIC = frozenset({"int", "long", "real"})
+# RE2's metacharacters; re.escape would also escape spaces and more, which RE2 may refuse.
+_REGEX_SPECIAL = re.compile(r"[\\.^$|?*+()\[\]{}]")
 _HEX_OR_DECIMAL = re.compile(r"^(?:0[xX][0-9a-fA-F]+|-?\d+)$")
 # Tables that hold Windows events only (Log Analytics table reference, SecurityEvent: "Security
 # events collected from Windows machines").
@@ -67,7 +71,7 @@ def negated_detections(rule: SigmaRule) -> frozenset[str]:
     detections = rule.detection.detections
     negated: set[str] = set()
 
-    def walk(node: ConditionItem | str, negative: bool) -> None:
+    def walk(node: object, negative: bool) -> None:
         if isinstance(node, ConditionIdentifier):
             if negative:
                 negated.add(str(node.identifier))
@@ -100,7 +104,7 @@ def _items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
 
 
 @dataclass
-class _TableTransformation(Transformation):
+class _TableTransformation(PreprocessingTransformation):
     """A transformation that needs the rule's table and that table's columns."""
 
     pipeline_name: str = ""
@@ -122,7 +126,7 @@ class _TableTransformation(Transformation):
 
 
 @dataclass
-class RefuseKeywordDetections(Transformation):
+class RefuseKeywordDetections(PreprocessingTransformation):
     """Keyword (field-less) detections: refused, since the backend emits `where "a" or "b"`.
 
     NOTE: `where * has "a"` would be valid KQL, but `has` matches whole terms while Sigma
@@ -144,7 +148,7 @@ class RefuseKeywordDetections(Transformation):
 
 
 @dataclass
-class RefuseFieldReferences(Transformation):
+class RefuseFieldReferences(PreprocessingTransformation):
     """`|fieldref` (a field compared with another field): refused, the backend cannot write it.
 
     The backend raises NotImplementedError or, in the microsoft_xdr pipeline, a SigmaValueError
@@ -196,15 +200,17 @@ class RefuseNonWindowsRuleInWindowsTable(_TableTransformation):
 # The backend's own transformations per table, read for their algorithms and column names.
 _HASHES: Mapping[str, Mapping[str, BaseHashesValuesTransformation]] = {
     "sentinel_asim": {
-        "imProcessCreate": ProcessCreateHashesValuesTransformation(),
-        "imFileEvent": FileEventHashesValuesTransformation(),
-        "imWebSession": WebSessionHashesValuesTransformation(),
+        "imProcessCreate": ProcessCreateHashesValuesTransformation(),  # type: ignore[no-untyped-call]
+        "imFileEvent": FileEventHashesValuesTransformation(),  # type: ignore[no-untyped-call]
+        "imWebSession": WebSessionHashesValuesTransformation(),  # type: ignore[no-untyped-call]
     },
-    "azure_monitor": {"SecurityEvent": SecurityEventHashesValuesTransformation()},
+    "azure_monitor": {
+        "SecurityEvent": SecurityEventHashesValuesTransformation(),  # type: ignore[no-untyped-call]
+    },
 }
 _HASHES_DEFAULT: Mapping[str, BaseHashesValuesTransformation] = {
-    "microsoft_xdr": XDRHashesValuesTransformation(),
-    "azure_monitor": DefaultHashesValuesTransformation(),
+    "microsoft_xdr": XDRHashesValuesTransformation(),  # type: ignore[no-untyped-call]
+    "azure_monitor": DefaultHashesValuesTransformation(),  # type: ignore[no-untyped-call]
 }
 _BY_LENGTH = {32: "MD5", 40: "SHA1", 64: "SHA256", 128: "SHA512"}
 
@@ -270,7 +276,8 @@ class HashesByAlgorithm(_TableTransformation):
                     item_linking=ConditionOR,
                 )
                 continue
-            kept, dropped = [], []
+            kept: list[tuple[Any, str]] = []
+            dropped: list[tuple[Any, str]] = []
             for value in item.value:
                 algo = _hash_algorithm(str(value.to_plain()) if value is not None else "")
                 (kept if algo in algos else dropped).append((value, algo or "unknown"))
@@ -351,17 +358,20 @@ class AlternativesWithoutColumn(_TableTransformation):
         alternatives = detection.item_linking is ConditionOR and len(needed) > 1
         if not alternatives:
             return set().union(*needed)
-        usable = [item for item, miss in zip(detection.detection_items, needed) if not miss]
+        usable = [
+            item for item, miss in zip(detection.detection_items, needed, strict=True) if not miss
+        ]
         if len(usable) == len(needed):
             return set()
         dropped = set().union(*needed)
         if not usable or not positive:
             return dropped
         detection.detection_items = usable
+        fields = self._sigma_names(", ".join(sorted(dropped)))
         _warn(
             self,
-            f"detection '{name}': the alternative(s) on {self._sigma_names(', '.join(sorted(dropped)))}"
-            f" dropped ({self.table()} has no such column); the rule matches only on the others",
+            f"detection '{name}': the alternative(s) on {fields} dropped ({self.table()} has no "
+            "such column); the rule matches only on the others",
         )
         return set()
 
@@ -439,7 +449,7 @@ def _regex_if_inner_wildcard(value: Any) -> Any:
         if p is SpecialChars.WILDCARD_MULTI
         else "."
         if p is SpecialChars.WILDCARD_SINGLE
-        else re.escape(str(p))
+        else _REGEX_SPECIAL.sub(r"\\\g<0>", str(p))
         for p in value.s
     )
     return SigmaRegularExpression(f"(?i)^{regex}$")
@@ -459,7 +469,9 @@ class _Splice:
 def _splices(
     name: str, columns_of: Callable[[str], Mapping[str, Mapping[str, str]]]
 ) -> list[_Splice]:
-    def item(identifier: str, transformation: Transformation, **kw: Any) -> ProcessingItem:
+    def item(
+        identifier: str, transformation: PreprocessingTransformation, **kw: Any
+    ) -> ProcessingItem:
         return ProcessingItem(
             identifier=f"sentinel_deployer_{identifier}", transformation=transformation, **kw
         )
