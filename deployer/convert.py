@@ -21,7 +21,7 @@ from sigma.types import SigmaNumber
 
 from deployer.errors import RuleConversionError
 from deployer.model import ConvertedRule
-from deployer.pipelines import processing_pipeline
+from deployer.pipelines import backend_pipeline, processing_pipeline
 from deployer.pipelines.items import WARNINGS_STATE
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,13 @@ def _nested(groups: Iterable[str]) -> str:
 
 @dataclass
 class Converter:
-    """Converts rules with one backend per pipeline, created on first use and reused."""
+    """Converts rules with one backend per pipeline, created on first use and reused.
 
+    `bare=True` converts with the backend and its pipelines as they ship, without our fixes
+    (scripts/fidelity.py measures the difference).
+    """
+
+    bare: bool = False
     _backends: dict[str, KustoBackend] = field(default_factory=dict)
 
     def convert(self, rule: SigmaRule, pipeline: str) -> ConvertedRule:
@@ -135,7 +140,11 @@ class Converter:
     def _backend(self, pipeline: str) -> KustoBackend:
         backend = self._backends.get(pipeline)
         if backend is None:
-            backend = FaithfulKustoBackend(processing_pipeline(pipeline))
+            backend = (
+                KustoBackend(backend_pipeline(pipeline))
+                if self.bare
+                else FaithfulKustoBackend(processing_pipeline(pipeline))
+            )
             self._backends[pipeline] = backend
         return backend
 

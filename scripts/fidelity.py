@@ -5,7 +5,9 @@ Kusto.Language process against the pipeline's table schemas (deployer.kql). Prin
 pipeline, how many rules converted and validated, how many of those carry a warning (an `or`
 alternative dropped), and every other rule's reason, grouped.
 
-    .venv/bin/python scripts/fidelity.py [FOLDER] [--pipeline NAME]... [--json FILE]
+    .venv/bin/python scripts/fidelity.py [FOLDER] [--pipeline NAME]... [--bare] [--json FILE]
+
+--bare measures the backend and its pipelines as they ship, without our processing items.
 
 FOLDER defaults to the SigmaHQ process_creation snapshot in ../shared/corpus.
 """
@@ -44,8 +46,10 @@ def reason_group(message: str) -> str:
     return message[:110]
 
 
-def measure(files: list[Path], pipeline: str, validator: QueryValidator) -> dict[str, object]:
-    converter = Converter()
+def measure(
+    files: list[Path], pipeline: str, validator: QueryValidator, *, bare: bool
+) -> dict[str, object]:
+    converter = Converter(bare=bare)
     valid = warned = 0
     reasons: Counter[str] = Counter()
     start = time.monotonic()
@@ -80,6 +84,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--pipeline", action="append", choices=PIPELINE_NAMES)
+    parser.add_argument("--bare", action="store_true", help="the backend without our items")
     parser.add_argument("--json", type=Path, help="also write the counts to this file")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
@@ -91,7 +96,7 @@ def main(argv: list[str]) -> int:
     with KqlLanguageService() as service:
         validator = QueryValidator(service, table_columns)
         for pipeline in args.pipeline or PIPELINE_NAMES:
-            result = measure(files, pipeline, validator)
+            result = measure(files, pipeline, validator, bare=args.bare)
             results[pipeline] = result
             print(
                 f"{pipeline}: {result['converted_and_valid']} of {result['rules']} converted "

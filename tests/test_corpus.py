@@ -25,7 +25,7 @@ from deployer.convert import Converter
 from deployer.errors import RuleConversionError
 from deployer.kql import kusto_type
 from deployer.model import RuleResult
-from deployer.pipelines import backend_pipeline, table_columns
+from deployer.pipelines import backend_pipeline, processing_pipeline, table_columns
 from deployer.pipelines.items import WINDOWS_ONLY_TABLES
 from deployer.rules import SigmaSource, load_rule
 from deployer.validate import QueryValidator
@@ -156,6 +156,22 @@ def _value_texts(detection: SigmaDetection) -> Iterator[str]:
                     yield from (part for part in variant.s if isinstance(part, str))
 
 
+def _split_by_the_backend(detection: SigmaDetection) -> Iterator[str]:
+    """Values the backend would split at an inner wildcard (`contains "a" and contains "b"`).
+
+    Their pieces each occur in the rule, so the literal check cannot see the order lost; this
+    looks at the rule as the pipeline left it for the backend.
+    """
+    for item in detection.detection_items:
+        if isinstance(item, SigmaDetection):
+            yield from _split_by_the_backend(item)
+            continue
+        for value in item.value:
+            for variant in value.values if isinstance(value, SigmaExpansion) else [value]:
+                if isinstance(variant, SigmaString) and variant[1:-1].contains_special():
+                    yield str(variant)
+
+
 def meaning_problems(
     query: str, texts: list[str], columns: Mapping[str, str], product: str | None, table: str
 ) -> list[str]:
@@ -207,6 +223,10 @@ def test_no_corpus_query_can_be_shown_to_mean_other_than_its_rule(
         except RuleConversionError:
             continue
         checked += 1
+        for detection in source.rule.detection.detections.values():
+            bad += [
+                f"{path.name}: split at a wildcard: {v}" for v in _split_by_the_backend(detection)
+            ]
         table = converted.table or ""
         product = source.rule.logsource.product
         for problem in meaning_problems(
@@ -252,3 +272,15 @@ def test_the_meaning_checks_catch_what_the_bare_backend_does(
 def test_the_meaning_checks_catch_a_linux_rule_in_a_windows_table() -> None:
     problems = meaning_problems("SecurityEvent\n| where x", [], {}, "linux", "SecurityEvent")
     assert problems == ["a linux rule reads SecurityEvent, which holds Windows events only"]
+
+
+def test_the_split_check_sees_a_value_the_bare_backend_would_split() -> None:
+    detection = "selection:\n    CommandLine|contains: ' ?:\\\\\\*.'\ncondition: selection"
+    found = {}
+    for name, pipeline in (("bare", backend_pipeline), ("ours", processing_pipeline)):
+        rule = SigmaRule.from_yaml(rule_yaml(detection=detection))
+        pipeline("sentinel_asim").apply(rule)
+        found[name] = [
+            v for d in rule.detection.detections.values() for v in _split_by_the_backend(d)
+        ]
+    assert found == {"bare": ["* ?:\\\\*.*"], "ours": []}

@@ -326,3 +326,43 @@ def test_a_long_or_chain_is_nested_so_kusto_language_analyses_it(
     # The same terms in the same order, only grouped.
     assert re.findall(r'contains "(v\d+x)"', after) == re.findall(r'contains "(v\d+x)"', before)
     assert after.count("(") == after.count(")") > 0
+
+
+def test_an_integrity_level_is_the_sid_security_events_mandatory_label_holds() -> None:
+    detection = (
+        "selection:\n    Image|endswith: '\\cmd.exe'\n"
+        "    IntegrityLevel:\n        - 'High'\n        - 'S-1-16-12288'\n        - 'System'\n"
+        "condition: selection"
+    )
+    assert "IntegrityLevel" in bare_error(detection, "azure_monitor")
+    assert ours(detection, "azure_monitor").query == (
+        'SecurityEvent\n| where NewProcessName endswith "\\\\cmd.exe" and '
+        '(MandatoryLabel in~ ("S-1-16-12288", "S-1-16-16384"))\n'
+    )
+
+
+def test_a_number_on_a_string_column_is_its_text() -> None:
+    detection = "selection:\n    CommandLine: 4\ncondition: selection"
+    assert bare(detection, "sentinel_asim") == (
+        "imProcessCreate\n| where TargetProcessCommandLine == 4"
+    )
+    assert ours(detection, "sentinel_asim").query == (
+        'imProcessCreate\n| where TargetProcessCommandLine =~ "4"\n'
+    )
+
+
+def test_a_windash_variant_with_a_wildcard_keeps_sigmas_case_insensitivity() -> None:
+    detection = "selection:\n    CommandLine|windash|contains: ' -a?b'\ncondition: selection"
+    # The backend's own regex for a lone value is case-sensitive: it matches less than Sigma.
+    assert 'matches regex ".* -a.b.*"' in bare(detection, "sentinel_asim")
+    after = ours(detection, "sentinel_asim").query
+    assert 'matches regex "(?i)^.* -a.b.*$"' in after
+    assert 'matches regex "(?i)^.* /a.b.*$"' in after
+
+
+def test_a_cased_value_with_a_wildcard_becomes_a_case_sensitive_regex() -> None:
+    detection = "selection:\n    CommandLine|cased: 'Ab?C'\ncondition: selection"
+    assert bare_error(detection, "sentinel_asim").startswith("NotImplementedError")
+    assert ours(detection, "sentinel_asim").query == (
+        'imProcessCreate\n| where TargetProcessCommandLine matches regex "^Ab.C$"\n'
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sigma.conditions import (
@@ -31,7 +32,7 @@ from sigma.pipelines.sentinelasim.transformations import (
     ProcessCreateHashesValuesTransformation,
     WebSessionHashesValuesTransformation,
 )
-from sigma.processing.conditions import RuleProcessingStateCondition
+from sigma.processing.conditions import IncludeFieldCondition, RuleProcessingStateCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import FieldMappingTransformation, Transformation
 from sigma.processing.transformations.base import (
@@ -40,7 +41,9 @@ from sigma.processing.transformations.base import (
 )
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import (
+    SigmaCasedString,
     SigmaExists,
+    SigmaExpansion,
     SigmaFieldReference,
     SigmaNull,
     SigmaNumber,
@@ -396,13 +399,21 @@ class ValuesTypedByColumn(_TableTransformation):
         for name, detection in rule.detection.detections.items():
             for item in _items(detection):
                 if item.field is not None and item.field in columns:
-                    kind = kusto_type(columns[item.field])
-                    item.value = [self._typed(v, kind, item.field, name) for v in item.value]
+                    typed = partial(
+                        self._typed,
+                        kind=kusto_type(columns[item.field]),
+                        column=item.field,
+                        name=name,
+                    )
+                    item.value = [_each(value, typed) for value in item.value]
 
     def _typed(self, value: Any, kind: str, column: str, name: str) -> Any:
         if kind == "string" and isinstance(value, SigmaNull):
             # `isempty()` is what `isnull()` means for a string: the backend writes `=~ ""`.
             return SigmaString("")
+        if kind == "string" and type(value) is SigmaNumber:
+            # `Column == 4` on a string column is a type error (KS106); the text is meant.
+            return SigmaString(str(value))
         if kind not in _NUMERIC or not isinstance(value, SigmaString):
             return value
         plain = value.to_plain() if not value.contains_special() else None
@@ -415,6 +426,46 @@ class ValuesTypedByColumn(_TableTransformation):
             f"detection '{name}' compares the {kind} column {column} with the text "
             f"'{value}', which can never match; use a number"
         )
+
+
+# SecurityEvent's MandatoryLabel holds the integrity level's SID (Microsoft Learn, "4688(S): A new
+# process has been created", field Mandatory Label: https://learn.microsoft.com/en-us/
+# previous-versions/windows/it-pro/windows-10/security/threat-protection/auditing/event-4688;
+# the column: https://learn.microsoft.com/en-us/azure/azure-monitor/reference/tables/securityevent).
+# Sysmon, and so SigmaHQ, names the level instead; SigmaHQ rules often list both.
+INTEGRITY_LEVEL_SIDS: Mapping[str, str] = {
+    "untrusted": "S-1-16-0",
+    "low": "S-1-16-4096",
+    "medium": "S-1-16-8192",
+    "medium plus": "S-1-16-8448",
+    "high": "S-1-16-12288",
+    "system": "S-1-16-16384",
+    "protected": "S-1-16-20480",
+}
+
+
+@dataclass
+class IntegrityLevelAsSid(DetectionItemTransformation):
+    """Integrity level names as the SIDs SecurityEvent's MandatoryLabel holds; SIDs stay."""
+
+    def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
+        values = [_each(v, _level_sid) for v in detection_item.value]
+        # SigmaHQ rules list a level and its SID side by side: keep each SID once.
+        seen: set[str] = set()
+        detection_item.value = []
+        for value in values:
+            key = str(value) if isinstance(value, SigmaString) else None
+            if key is None or key not in seen:
+                detection_item.value.append(value)
+            if key is not None:
+                seen.add(key)
+
+
+def _level_sid(value: Any) -> Any:
+    if isinstance(value, SigmaString) and not value.contains_special():
+        sid = INTEGRITY_LEVEL_SIDS.get(value.to_plain().casefold())
+        return SigmaString(sid) if sid else value
+    return value
 
 
 # --- 6. wildcards inside a value --------------------------------------------------------------
@@ -431,7 +482,14 @@ class InnerWildcardsAsRegex(DetectionItemTransformation):
     """
 
     def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
-        detection_item.value = [_regex_if_inner_wildcard(v) for v in detection_item.value]
+        detection_item.value = [_each(v, _regex_if_inner_wildcard) for v in detection_item.value]
+
+
+def _each(value: Any, change: Callable[[Any], Any]) -> Any:
+    """`change` applied to a value, or to each variant a modifier such as windash expanded."""
+    if isinstance(value, SigmaExpansion):
+        return SigmaExpansion([change(variant) for variant in value.values])
+    return change(value)
 
 
 def _regex_if_inner_wildcard(value: Any) -> Any:
@@ -452,7 +510,8 @@ def _regex_if_inner_wildcard(value: Any) -> Any:
         else _REGEX_SPECIAL.sub(r"\\\g<0>", str(p))
         for p in value.s
     )
-    return SigmaRegularExpression(f"(?i)^{regex}$")
+    flags = "" if isinstance(value, SigmaCasedString) else "(?i)"
+    return SigmaRegularExpression(f"{flags}^{regex}$")
 
 
 # --- the pipeline, spliced -------------------------------------------------------------------
@@ -493,6 +552,29 @@ def _splices(
                 rule_conditions=[RuleProcessingStateCondition("query_table", "imProcessCreate")],
             )
         )
+    levels: list[ProcessingItem] = []
+    if name == "azure_monitor":
+
+        def security_event() -> list[RuleProcessingStateCondition]:
+            # A condition belongs to one item (pySigma binds it), so each gets its own.
+            return [RuleProcessingStateCondition("query_table", "SecurityEvent")]
+
+        # Upstream: azuremonitor/mappings.py has no IntegrityLevel for SecurityEvent.
+        mappings.append(
+            item(
+                "security_event_integrity_level",
+                FieldMappingTransformation({"IntegrityLevel": "MandatoryLabel"}),
+                rule_conditions=security_event(),
+            )
+        )
+        levels.append(
+            item(
+                "security_event_integrity_level_sids",
+                IntegrityLevelAsSid(),
+                rule_conditions=security_event(),
+                field_name_conditions=[IncludeFieldCondition(["MandatoryLabel"])],
+            )
+        )
     return [
         _Splice(
             "_drop_eventid" if name != "azure_monitor" else "_table_fieldmappings",
@@ -509,6 +591,7 @@ def _splices(
         _Splice(
             "_unsupported_rule_category_or_missing_query_table",
             [
+                *levels,
                 item("alternatives_without_column", table(AlternativesWithoutColumn)),
                 item("values_typed_by_column", table(ValuesTypedByColumn)),
                 item("inner_wildcards_as_regex", InnerWildcardsAsRegex()),
