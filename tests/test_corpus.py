@@ -39,11 +39,11 @@ CORPUS_FILES = 1183
 
 # Lower bounds on `valid`, a little under what was measured (pySigma 1.5.1, backend 1.0.1 with
 # our pipeline items, ATT&CK v18.1, Kusto.Language 12.4.1): sentinel_asim 1,174, microsoft_xdr
-# 1,143, azure_monitor 1,013. The failures left are fields the target table has no column for
-# (refused with field and table named), IMPHASH-only rules where the table has no IMPHASH, and
-# corpus tags for techniques newer than ATT&CK v18.1. A drop past the margin means a check
+# 1,167, azure_monitor 1,068. The failures left are fields the target table has no column for
+# where every match depends on them (refused with field and table named), and corpus tags for
+# techniques newer than ATT&CK v18.1. A drop past the margin means a check
 # started refusing good rules, or conversion broke.
-MIN_VALID = {"sentinel_asim": 1160, "microsoft_xdr": 1130, "azure_monitor": 1000}
+MIN_VALID = {"sentinel_asim": 1160, "microsoft_xdr": 1150, "azure_monitor": 1050}
 
 _CONVERT_PREFIX = re.compile(r"^cannot convert with the \w+ pipeline: ")
 _SCHEMA_SUFFIX = re.compile(r" \(\w+ schema\)$")

@@ -98,6 +98,37 @@ def test_a_field_every_match_depends_on_is_refused_naming_field_and_table() -> N
     )
 
 
+def test_a_whole_detection_on_a_missing_column_goes_where_it_is_one_or_alternative() -> None:
+    detection = (
+        "selection_img:\n    Image|endswith: '\\hack.exe'\n"
+        f"selection_hash:\n    Hashes|contains: '{IMPHASH}'\n"
+        "filter:\n    CommandLine|contains: 'harmless'\n"
+        "condition: 1 of selection_* and not filter"
+    )
+    assert bare_error(detection, "microsoft_xdr").startswith("InvalidHashAlgorithmError")
+    converted = ours(detection, "microsoft_xdr")
+    assert converted.query == (
+        'DeviceProcessEvents\n| where (FolderPath endswith "\\\\hack.exe") and '
+        '(not(ProcessCommandLine contains "harmless"))\n'
+    )
+    assert converted.warnings == (
+        "detection 'selection_hash' dropped (DeviceProcessEvents has no column for Hashes "
+        "(IMPHASH)); the rule matches only on the condition's other alternatives",
+    )
+
+
+@pytest.mark.parametrize(
+    "condition", ["all of selection_*", "selection_img and selection_hash", "selection_hash"]
+)
+def test_a_whole_detection_every_match_needs_is_never_dropped(condition: str) -> None:
+    detection = (
+        "selection_img:\n    Image|endswith: '\\hack.exe'\n"
+        f"selection_hash:\n    Hashes|contains: '{IMPHASH}'\n"
+        f"condition: {condition}"
+    )
+    assert "every match of detection 'selection_hash'" in refused(detection, "microsoft_xdr")
+
+
 def test_the_refusal_names_the_rules_field_beside_the_column_it_was_mapped_to() -> None:
     # LogonGuid maps to TargetUserSessionGuid, which the ASIM process schema lacks.
     detection = "selection:\n    LogonGuid: '{x}'\ncondition: selection"
@@ -128,8 +159,8 @@ def test_an_imphash_only_rule_is_refused_where_the_table_has_no_imphash_column()
     detection = f"selection:\n    Hashes|contains: '{IMPHASH}'\ncondition: selection"
     assert bare_error(detection, "microsoft_xdr").startswith("InvalidHashAlgorithmError")
     assert refused(detection, "microsoft_xdr") == (
-        "detection 'selection' matches Hashes of IMPHASH, which DeviceProcessEvents has no "
-        "column for and no other algorithm is left"
+        "DeviceProcessEvents has no column for Hashes (IMPHASH), and every match of detection "
+        "'selection' depends on it; use the fields the table has (microsoft_xdr schema)"
     )
     assert ours(detection, "sentinel_asim").query == (
         "imProcessCreate\n"
@@ -146,8 +177,8 @@ def test_an_imphash_beside_other_hashes_is_dropped_with_a_warning() -> None:
     # The backend drops the IMPHASH too, but silently.
     assert converted.query == bare(detection, "microsoft_xdr") + "\n"
     assert converted.warnings == (
-        "detection 'selection': Hashes values of IMPHASH dropped (DeviceProcessEvents has no "
-        "column for them); the rule matches only on the other hashes",
+        "detection 'selection': the alternative(s) on Hashes (IMPHASH) dropped "
+        "(DeviceProcessEvents has no such column); the rule matches only on the others",
     )
 
 
@@ -159,8 +190,8 @@ def test_an_imphash_under_not_is_refused_where_the_backend_drops_it_silently() -
     )
     assert "IMPHASH" not in bare(detection, "microsoft_xdr")
     assert refused(detection, "microsoft_xdr") == (
-        "detection 'filter' matches Hashes of IMPHASH, which DeviceProcessEvents has no column "
-        "for (under 'not')"
+        "DeviceProcessEvents has no column for Hashes (IMPHASH), and the `not` around detection "
+        "'filter' depends on it; use the fields the table has (microsoft_xdr schema)"
     )
 
 

@@ -93,6 +93,39 @@ def negated_detections(rule: SigmaRule) -> frozenset[str]:
     return frozenset(negated & set(detections))
 
 
+def alternatives_only(rule: SigmaRule, dropped: set[str]) -> bool:
+    """Whether the rule's conditions use each `dropped` detection only as one `or` alternative.
+
+    That is: outside any `not`, directly inside an `or` (or a `1 of` selector) that keeps an
+    alternative not dropped. pySigma leaves an emptied detection out of its `or`; inside an
+    `and` it would leave it out too, and the rule would match more.
+    """
+    detections = rule.detection
+
+    def ok(node: object, negative: bool) -> bool:
+        if isinstance(node, ConditionIdentifier):
+            return str(node.identifier) not in dropped
+        if isinstance(node, ConditionSelector):
+            names = {str(r.identifier) for r in node.resolve_referenced_detections(detections)}
+            if node.cond_class is ConditionOR and not negative:
+                return bool(names - dropped)
+            return not names & dropped
+        if isinstance(node, ConditionNOT):
+            return ok(node.args[0], not negative)
+        if isinstance(node, ConditionOR) and not negative:
+            kept = [
+                arg
+                for arg in node.args
+                if not (isinstance(arg, ConditionIdentifier) and str(arg.identifier) in dropped)
+            ]
+            return bool(kept) and all(ok(arg, negative) for arg in kept)
+        if isinstance(node, ConditionAND | ConditionOR):
+            return all(ok(arg, negative) for arg in node.args)
+        return True
+
+    return all(ok(c.parse(postprocess=False), False) for c in detections.parsed_condition)
+
+
 def _warn(transformation: Transformation, message: str) -> None:
     assert transformation._pipeline is not None  # set by pySigma before any apply()
     transformation._pipeline.state.setdefault(WARNINGS_STATE, []).append(message)
@@ -234,8 +267,8 @@ class HashesByAlgorithm(_TableTransformation):
     The backend silently drops values of an algorithm the table lacks (even under `not`, where
     that makes the rule match more), raises a plain Exception when none is left (IMPHASH on
     DeviceProcessEvents), and crashes on `Hashes|exists`. Here `|exists` becomes "any of the
-    table's hash columns is not empty", a value of another algorithm is dropped with a warning
-    where the rule then matches less, and otherwise the rule is refused with the algorithm named.
+    table's hash columns is not empty", and values of another algorithm become a field named
+    `Hashes (IMPHASH)`, which AlternativesWithoutColumn treats as any missing column.
     Upstream: BaseHashesValuesTransformation in pySigma-backend-kusto.
     """
 
@@ -247,22 +280,14 @@ class HashesByAlgorithm(_TableTransformation):
         )
         if not isinstance(rule, SigmaRule) or hashes is None or table is None:
             return
-        negated = negated_detections(rule)
-        for name, detection in rule.detection.detections.items():
-            self._detection(detection, name, name not in negated, hashes, table)
+        for detection in rule.detection.detections.values():
+            self._detection(detection, hashes)
 
-    def _detection(
-        self,
-        detection: SigmaDetection,
-        name: str,
-        positive: bool,
-        hashes: BaseHashesValuesTransformation,
-        table: str,
-    ) -> None:
+    def _detection(self, detection: SigmaDetection, hashes: BaseHashesValuesTransformation) -> None:
         algos = [a.upper() for a in hashes.valid_hash_algos]
         for index, item in enumerate(detection.detection_items):
             if isinstance(item, SigmaDetection):
-                self._detection(item, name, positive, hashes, table)
+                self._detection(item, hashes)
                 continue
             # The azure_monitor pipeline has already renamed Hashes to FileHash in SecurityEvent.
             if item.field not in ("Hashes", hashes.field_prefix if hashes.drop_algo_prefix else ""):
@@ -279,25 +304,23 @@ class HashesByAlgorithm(_TableTransformation):
                     item_linking=ConditionOR,
                 )
                 continue
-            kept: list[tuple[Any, str]] = []
-            dropped: list[tuple[Any, str]] = []
+            by_algo: dict[str, list[Any]] = {}
             for value in item.value:
-                algo = _hash_algorithm(str(value.to_plain()) if value is not None else "")
-                (kept if algo in algos else dropped).append((value, algo or "unknown"))
-            if not dropped:
+                algo = _hash_algorithm(str(value.to_plain())) or "unknown"
+                by_algo.setdefault(algo if algo in algos else f"Hashes ({algo})", []).append(value)
+            if all(key in algos for key in by_algo):
                 continue
-            names = ", ".join(sorted({a for _, a in dropped}))
-            if not kept or not positive:
-                where = "" if kept else " and no other algorithm is left"
-                raise SigmaTransformationError(
-                    f"detection '{name}' matches Hashes of {names}, which {table} has no "
-                    f"column for{where}" + ("" if positive else " (under 'not')")
-                )
-            item.value = [value for value, _ in kept]
-            _warn(
-                self,
-                f"detection '{name}': Hashes values of {names} dropped ({table} has no "
-                "column for them); the rule matches only on the other hashes",
+            # Values of an algorithm the table lacks go on a field no table has, so that
+            # AlternativesWithoutColumn drops them where the rule then matches less, and
+            # refuses the rule otherwise, as for any other missing column.
+            detection.detection_items[index] = SigmaDetection(
+                [
+                    SigmaDetectionItem(
+                        "Hashes" if key in algos else key, [], values, item.value_linking
+                    )
+                    for key, values in by_algo.items()
+                ],
+                item_linking=item.value_linking,
             )
 
 
@@ -321,16 +344,32 @@ class AlternativesWithoutColumn(_TableTransformation):
         if not isinstance(rule, SigmaRule) or columns is None:
             return
         negated = negated_detections(rule)
+        unusable: dict[str, set[str]] = {}
         for name, detection in rule.detection.detections.items():
             missing = self._prune(detection, columns, name, name not in negated)
             if missing:
-                fields = ", ".join(sorted(missing))
-                every = "every match of" if name not in negated else "the `not` around"
-                raise SigmaTransformationError(
-                    f"{self.table()} has no column for {self._sigma_names(fields)}, and "
-                    f"{every} detection '{name}' depends on it; use the fields the table has "
-                    f"({self.pipeline_name} schema)"
+                unusable[name] = missing
+        if not unusable:
+            return
+        # A whole detection may still go where it is one alternative of the condition's `or`.
+        if not negated & set(unusable) and alternatives_only(rule, set(unusable)):
+            for name, missing in unusable.items():
+                rule.detection.detections[name].detection_items = []
+                fields = self._sigma_names(", ".join(sorted(missing)))
+                _warn(
+                    self,
+                    f"detection '{name}' dropped ({self.table()} has no column for {fields}); the "
+                    "rule matches only on the condition's other alternatives",
                 )
+            return
+        name, missing = next(iter(unusable.items()))
+        fields = ", ".join(sorted(missing))
+        every = "every match of" if name not in negated else "the `not` around"
+        raise SigmaTransformationError(
+            f"{self.table()} has no column for {self._sigma_names(fields)}, and "
+            f"{every} detection '{name}' depends on it; use the fields the table has "
+            f"({self.pipeline_name} schema)"
+        )
 
     def _sigma_names(self, fields: str) -> str:
         # Name the rule's own field beside the column it was mapped to, when it was renamed.
