@@ -22,7 +22,7 @@ from sigma.types import SigmaNumber
 from deployer.errors import RuleConversionError
 from deployer.model import ConvertedRule
 from deployer.pipelines import backend_pipeline, processing_pipeline
-from deployer.pipelines.items import WARNINGS_STATE
+from deployer.pipelines.detections import WARNINGS_STATE
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from deployer.errors import RuleConversionError
 from deployer.kql import kusto_type
 from deployer.model import RuleResult
 from deployer.pipelines import backend_pipeline, processing_pipeline, table_columns
-from deployer.pipelines.items import WINDOWS_ONLY_TABLES
+from deployer.pipelines.refusals import WINDOWS_ONLY_TABLES
 from deployer.rules import SigmaSource, load_rule
 from deployer.validate import QueryValidator
 
