@@ -7,11 +7,14 @@ defect still exists upstream; when a backend release fixes one, its test says so
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sigma.backends.kusto.kusto import KustoBackend
 from sigma.rule import SigmaRule
 
+from deployer.build import BuildRequest, run_build
+from deployer.config import load_config
 from deployer.convert import OR_CHAIN, Converter
 from deployer.errors import RuleConversionError
 from deployer.model import ConvertedRule
@@ -397,3 +400,22 @@ def test_a_cased_value_with_a_wildcard_becomes_a_case_sensitive_regex() -> None:
     assert ours(detection, "sentinel_asim").query == (
         'imProcessCreate\n| where TargetProcessCommandLine matches regex "^Ab.C$"\n'
     )
+
+
+def test_a_dropped_alternative_is_a_warning_on_the_rules_build_result(
+    tmp_path: Path, queries: QueryValidator
+) -> None:
+    path = tmp_path / "r.yml"
+    text = rule_yaml(detection=IMAGE_OR_ORIGINAL_NAME)
+    path.write_text(text, encoding="utf-8")
+    detection_line = text.splitlines().index("detection:") + 1
+    config = load_config(None, cwd=tmp_path)
+    request = BuildRequest(paths=(path,), pipeline="azure_monitor")
+    [result] = run_build(config, request, queries=queries)
+    assert result.status == "valid", result.problems
+    dropped = [p for p in result.warnings if p.code == "convert"]
+    assert [p.line() for p in dropped] == [
+        f"{path}:{detection_line}: warning [Test Rule]: azure_monitor pipeline: detection 'selection': the "
+        "alternative(s) on OriginalFileName dropped (SecurityEvent has no such column); the "
+        "rule matches only on the others"
+    ]
