@@ -415,7 +415,7 @@ def test_a_dropped_alternative_is_a_warning_on_the_rules_build_result(
     assert result.status == "valid", result.problems
     dropped = [p for p in result.warnings if p.code == "convert"]
     assert [p.line() for p in dropped] == [
-        f"{path}:{detection_line}: warning [Test Rule]: azure_monitor pipeline: detection 'selection': the "
-        "alternative(s) on OriginalFileName dropped (SecurityEvent has no such column); the "
-        "rule matches only on the others"
+        f"{path}:{detection_line}: warning [Test Rule]: azure_monitor pipeline: detection "
+        "'selection': the alternative(s) on OriginalFileName dropped (SecurityEvent has no such "
+        "column); the rule matches only on the others"
     ]
