@@ -134,10 +134,11 @@ class AlternativesWithoutColumn(TableTransformation):
     """Fields the table has no column for: an `or` alternative is dropped, anything else refused.
 
     An alternative may go only where the rule then matches less: inside a detection that every
-    condition uses plainly (not under `not`), and only when another alternative is left. The
-    backend refuses the whole rule for one alternative (SigmaHQ's `Image|endswith` or
+    condition uses plainly (not under `not`), and only when another alternative is left; a
+    whole detection only where it is one alternative of the condition's `or` (alternatives_only).
+    The backend refuses the whole rule for one alternative (SigmaHQ's `Image|endswith` or
     `OriginalFileName` pairs), with a message that grows with each rule it refuses (its
-    InvalidFieldTransformation appends to its own message).
+    InvalidFieldTransformation appends to its own message). Upstream: kusto_common/errors.py.
     """
 
     def apply(self, rule: Any) -> None:
