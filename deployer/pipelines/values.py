@@ -131,7 +131,8 @@ class InnerWildcardsAsRegex(DetectionItemTransformation):
     The backend splits `a?b*c` into `contains "a" and contains "b" ...`, which loses the order and
     the single-character wildcard (the rule matches more), and a literal `*` after a backslash
     loses the backslash. Leading and trailing `*` stay with contains/startswith/endswith.
-    Upstream: KustoBackend.convert_condition_as_in_expression.
+    Upstream: KustoBackend.convert_condition_as_in_expression; AttackIQ/pySigma-backend-kusto#34
+    (wildcards, closed as fixed in 1.0.1 for lone values: lists are still split).
     """
 
     def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
