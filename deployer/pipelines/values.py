@@ -126,13 +126,14 @@ def _level_sid(value: Any) -> Any:
 
 @dataclass
 class InnerWildcardsAsRegex(DetectionItemTransformation):
-    """A wildcard inside a value becomes an anchored, case-insensitive regular expression.
+    """A wildcard inside a value becomes an anchored regex, case-insensitive unless `|cased`.
 
     The backend splits `a?b*c` into `contains "a" and contains "b" ...`, which loses the order and
     the single-character wildcard (the rule matches more), and a literal `*` after a backslash
     loses the backslash. Leading and trailing `*` stay with contains/startswith/endswith.
     Upstream: KustoBackend.convert_condition_as_in_expression; AttackIQ/pySigma-backend-kusto#34
-    (wildcards, closed as fixed in 1.0.1 for lone values: lists are still split).
+    (wildcards, closed as fixed in 1.0.1 for lone values, whose regex still lacks `(?i)` and
+    anchors; lists are still split).
     """
 
     def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
