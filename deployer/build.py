@@ -205,7 +205,22 @@ def _build_one(stages: _Stages, source: SigmaSource) -> RuleResult | _Candidate:
         source=source.location(),
         lines=source.lines,
     )
-    problems = lint + problems
+    # What our pipeline items changed in the rule's meaning (an alternative dropped).
+    problems = (
+        lint
+        + problems
+        + tuple(
+            Problem(
+                "warning",
+                "convert",
+                f"{pipeline} pipeline: {warning}",
+                source.location("detection"),
+                source.rule_id,
+                source.title,
+            )
+            for warning in converted.warnings
+        )
+    )
     if rule is None:
         return _failed(source.path, problems, source.rule_id, source.title, converted.query)
     rendered = renderer.render(rule, api_version=api_version, owner=stages.owner)

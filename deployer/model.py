@@ -115,6 +115,9 @@ class ConvertedRule:
     pipeline: str
     # The table the query reads, when the query starts with one (it always does for the backend).
     table: str | None
+    # What our processing items changed that the rule's author should know, one line each
+    # (an `or` alternative dropped because the table has no column for it).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -203,11 +203,10 @@ def validate_native(
 def known_defects(query: str) -> list[str]:
     """Queries the kusto backend emits that can never match as the Sigma rule means.
 
-    NOTE: a literal "*" inside a `contains`/`endswith` value is not flagged. Backend 1.0.1 turns
-    every unescaped Sigma wildcard into `matches regex`; across the 1,183 SigmaHQ process_creation
-    rules each literal "*" left in such a value came from an escaped `\\*` its author meant
-    literally (`schtasks /tn *`, `-Filter *`). Invalid escapes such as `":\\*."` are caught by
-    Kusto.Language (KS001).
+    NOTE: our pipeline items (pipelines/items.py) refuse keyword detections at conversion; this
+    check stays for queries converted otherwise. Literal `*`, lost backslashes, `isnull()` on
+    strings and numbers compared with text are prevented there and asserted over the SigmaHQ
+    corpus by tests/test_corpus.py; invalid escapes are also caught by Kusto.Language (KS001).
     """
     if _KEYWORD_WHERE.search(query):
         return [

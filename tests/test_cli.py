@@ -186,23 +186,23 @@ BAD_RULES: dict[str, tuple[str, str]] = {
         ),
         "10,000",
     ),
-    # The sentinel_asim pipeline maps OriginalFileName to TargetProcessFilename, which the
-    # imProcessCreate schema lacks.
+    # The sentinel_asim pipeline maps LogonGuid to TargetUserSessionGuid, which the
+    # imProcessCreate schema lacks, and every match needs it.
     "unknown_column.yml": (
         rule_yaml(
             title="Unknown Column",
             rule_id="77777777-7777-7777-7777-777777777777",
-            detection="selection:\n    OriginalFileName: 'evil.exe'\ncondition: selection",
+            detection="selection:\n    LogonGuid: '{x}'\ncondition: selection",
         ),
-        "TargetProcessFilename",
+        "no column for LogonGuid (mapped to TargetUserSessionGuid)",
     ),
-    # Converts, but Kusto.Language refuses it: DeviceProcessEvents.LogonId is a long, and the
-    # backend compares it with a string.
+    # Converts, but Kusto.Language refuses it: DeviceProcessEvents.LogonId is a long, and a
+    # regular expression needs a string.
     "kql_type.yml": (
         rule_yaml(
             title="KQL Type",
             rule_id="88888888-8888-8888-8888-888888888888",
-            detection="selection:\n    LogonId: '0x3e7'\ncondition: selection",
+            detection="selection:\n    LogonId|re: '^99'\ncondition: selection",
             extra="sentinel:\n  pipeline: microsoft_xdr\n",
         ),
         "KQL KS",

@@ -1,7 +1,7 @@
 """Processing pipelines by name, and the table schemas each one targets.
 
-The three pipelines come from pySigma-backend-kusto; this package is where our own processing
-items on top of them will live. The schemas are the ones the backend ships, so that queries are
+The three pipelines come from pySigma-backend-kusto, with our own processing items on top of
+them (items.py). The schemas are the ones the backend ships, so that queries are
 checked against the same tables and columns the pipeline maps fields to.
 """
 
@@ -19,6 +19,8 @@ from sigma.pipelines.microsoftxdr.tables import MICROSOFT_XDR_TABLES
 from sigma.pipelines.sentinelasim.sentinelasim import sentinel_asim_pipeline
 from sigma.pipelines.sentinelasim.tables import SENTINEL_ASIM_TABLES
 from sigma.processing.pipeline import ProcessingPipeline
+
+from deployer.pipelines.items import spliced
 
 _FACTORIES: Mapping[str, Callable[[], ProcessingPipeline]] = {
     "sentinel_asim": sentinel_asim_pipeline,
@@ -83,7 +85,15 @@ _ASIM_COMMON: Mapping[str, str] = {
 
 
 def processing_pipeline(name: str) -> ProcessingPipeline:
-    """A fresh processing pipeline; pipelines keep per-conversion state, so never share one."""
+    """A fresh processing pipeline; pipelines keep per-conversion state, so never share one.
+
+    The backend's pipeline with our own items spliced in (items.py).
+    """
+    return spliced(name, _FACTORIES[name](), table_columns)
+
+
+def backend_pipeline(name: str) -> ProcessingPipeline:
+    """The backend's pipeline as it ships, without our items (to show what they fix)."""
     return _FACTORIES[name]()
 
 
