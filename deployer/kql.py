@@ -589,3 +589,82 @@ def _stop_process_now(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def package_version(package_root: Path | None = None) -> str | None:
+    """The version of the Kusto.Language npm package that a service would load; None if absent.
+
+    Cheap (one small file read, no Node.js): the build cache keys KQL results with it.
+    """
+    try:
+        folder = _find_package(package_root)
+        meta = json.loads((folder / "package.json").read_text(encoding="utf-8"))
+    except (KqlUnavailableError, OSError, ValueError):
+        return None
+    return str(meta.get("version")) if isinstance(meta, dict) else None
+
+
+class LazyKqlService:
+    """A :class:`KqlLanguageService` that starts only when needed, in the background.
+
+    :meth:`start` begins start-up (about a second of Node.js loading Kusto.Language) on a thread,
+    so it overlaps other work; the first request waits for it and raises what start-up raised.
+    A build whose queries all come from the cache never starts Node.js at all.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._service: KqlLanguageService | None = None
+        self._error: KqlServiceError | None = None
+
+    def start(self) -> None:
+        """Begin start-up on a background thread; does nothing when already started."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kql-start", daemon=True)
+                self._thread.start()
+
+    def define_schema(self, name: str, tables: Mapping[str, Mapping[str, str]]) -> None:
+        self._ready().define_schema(name, tables)
+
+    def check(self, query: str, *, schema: str) -> tuple[KqlDiagnostic, ...]:
+        return self._ready().check(query, schema=schema)
+
+    def close(self) -> None:
+        """Stop Node.js if it was started (waiting for a start-up under way)."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._service is not None:
+            self._service.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        try:
+            self._service = KqlLanguageService(**self._options)
+        except KqlServiceError as error:
+            self._error = error
+
+    def _ready(self) -> KqlLanguageService:
+        self.start()
+        assert self._thread is not None
+        self._thread.join()
+        if isinstance(self._error, KqlUnavailableError):
+            raise self._error
+        if self._error is not None:
+            # Every query would fail the same way: that stops the run (exit 69), as an eager
+            # start-up would have.
+            raise KqlUnavailableError(f"Kusto.Language did not start: {self._error}")
+        assert self._service is not None
+        return self._service

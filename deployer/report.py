@@ -6,10 +6,13 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deployer.detection.runner import RuleTestResult
 from deployer.model import Problem, RuleResult
+
+if TYPE_CHECKING:
+    # Types only: the runner loads DuckDB, which build output does not need.
+    from deployer.detection.runner import RuleTestResult
 
 # Status words in the order the summary lists them.
 _STATUS_ORDER = ("built", "valid", "skipped", "failed")
