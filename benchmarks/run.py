@@ -6,9 +6,10 @@ on are shared and noisy. Prints a table and writes benchmarks/results.json.
 
 1. Build: the SigmaHQ process_creation corpus (../shared/corpus), cold (fresh process, empty
    cache) without and with KQL validation, and rebuilt with nothing changed, against
-   sigma-cli and a plain sequential pySigma loop. Peak memory is the largest sum of the RSS of
-   the process and all its descendants (workers, Node.js), polled every 20 ms with psutil;
-   shared pages count once per process, so it overstates.
+   sigma-cli and a plain sequential pySigma loop. Peak memory is the largest sum over the
+   process and all its descendants (workers, Node.js) of their proportional set size (PSS:
+   a page shared by n processes counts 1/n in each), polled every 20 ms with psutil; the sum
+   of resident set sizes, which counts shared pages once per process, is reported beside it.
 2. Plan: 500 rules against a workspace emulator answering after 50 ms, against the bare paged
    list through the SDK.
 3. Deploy: 500 new rules at the default concurrency against concurrency 1; under a write token
@@ -98,7 +99,7 @@ def measure(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    peak = [0]
+    peak = {"pss": 0, "rss": 0}
     done = threading.Event()
 
     def poll() -> None:
@@ -106,13 +107,16 @@ def measure(
         while not done.is_set():
             try:
                 tree = [root, *root.children(recursive=True)]
-                total = 0
-                for proc in tree:
-                    with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
-                peak[0] = max(peak[0], total)
             except psutil.Error:
                 return
+            pss = rss = 0
+            for proc in tree:
+                with contextlib.suppress(psutil.Error):
+                    info = proc.memory_full_info()
+                    pss += info.pss
+                    rss += info.rss
+            peak["pss"] = max(peak["pss"], pss)
+            peak["rss"] = max(peak["rss"], rss)
             done.wait(0.02)
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -123,7 +127,8 @@ def measure(
     watcher.join()
     return {
         "seconds": round(seconds, 3),
-        "peak_mb": round(peak[0] / 2**20, 1),
+        "peak_mb": round(peak["pss"] / 2**20, 1),
+        "peak_rss_sum_mb": round(peak["rss"] / 2**20, 1),
         "exit": process.returncode,
         "stdout": stdout.decode("utf-8", "replace"),
         "stderr": stderr.decode("utf-8", "replace"),
@@ -466,7 +471,10 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\nsentinel-deployer benchmarks, {results['date']} ({results['machine']})")
     print(f"\n1. build, {build['rules']} rules ({build['built']} build)")
     for name, run in runs.items():
-        print(f"   {name:28} {run['seconds']:8.2f} s  {run['peak_mb']:7.1f} MB")
+        print(
+            f"   {name:28} {run['seconds']:8.2f} s  {run['peak_mb']:7.1f} MB PSS "
+            f"({run['peak_rss_sum_mb']:.1f} MB RSS summed)"
+        )
     for name, value in build["ratios"].items():
         print(f"   {name:40} {value:6.3f}")
     print(f"   sigma-cli given the corpus without: {', '.join(build['sigma_cli_excluded'])}")

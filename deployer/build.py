@@ -39,7 +39,7 @@ from deployer.validate import (
     query_problems,
     validate_native,
 )
-from deployer.workers import BuildWorkers
+from deployer.workers import MIN_RULES_PER_WORKER, BuildWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -221,9 +221,12 @@ def _outcomes(
 
     # A broken templates folder stops the run before any rule is looked at.
     Renderer(config.templates_dir)
+    pool = workers or BuildWorkers(request.jobs)
+    # Workers first: a forked worker should not inherit Kusto.Language's threads.
+    if len(missing) >= MIN_RULES_PER_WORKER:
+        pool.start()
     if queries is not None:
         queries.start()
-    pool = workers or BuildWorkers(request.jobs)
     try:
         for outcome in pool.build(settings, missing):
             checked = _with_query_problems(outcome, queries)

@@ -1,18 +1,20 @@
 """Worker processes for the build: rule files converted on every core, results in file order.
 
-Each worker imports pySigma and the kusto backend once, when it starts, and reuses its
-backends; the build starts them before any rule is parsed, so that start-up overlaps the rest.
+Each worker has pySigma loaded once (forked from the build, or imported at start where processes
+are spawned) and reuses its backends; the build starts them before any rule is parsed.
 With one job (or a handful of rules, where starting a process costs more than it saves) rules
 are built in this process, by the same code.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -58,13 +60,21 @@ class BuildWorkers:
         """Start the worker processes now (they load pySigma while the caller goes on)."""
         if self.jobs == 1 or self._pool is not None:
             return
-        # NOTE: spawn, not fork: the parent may run threads (Kusto.Language's readers, the
-        # emulator), which a forked child would inherit in an unknown state.
-        context = multiprocessing.get_context("spawn")
+        if "fork" in multiprocessing.get_all_start_methods():
+            # Forked workers start in milliseconds and share the parent's pages until they
+            # write to them; pySigma is loaded here first, so that they share it too.
+            # NOTE: the build starts them before Kusto.Language's reader threads exist; in
+            # plan and deploy the embedded emulator's thread may run, which a child never uses
+            # (logging and import locks are reset in the child by Python itself).
+            importlib.import_module("deployer.rulebuild")
+            context: BaseContext = multiprocessing.get_context("fork")
+        else:
+            context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(
             max_workers=self.jobs, mp_context=context, initializer=_start_worker
         )
-        # The pool starts a process per task while none is idle: one task each starts them all.
+        # A spawning pool starts a process per task while none is idle (a forking one starts
+        # them all at the first task): one task each starts them all now.
         self._starting = [self._pool.submit(os.getpid) for _ in range(self.jobs)]
 
     def build(self, settings: BuildSettings, paths: Sequence[Path]) -> Iterator[RuleOutcome]:
@@ -79,6 +89,10 @@ class BuildWorkers:
         digest = settings.digest()
         for outcomes in self._pool.map(_build_chunk, [(settings, digest, c) for c in chunks]):
             yield from outcomes
+
+    def pids(self) -> set[int]:
+        """The process ids of the workers (started so far), waiting for their start-up."""
+        return {future.result() for future in self._starting}
 
     def close(self) -> None:
         if self._pool is not None:
