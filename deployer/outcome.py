@@ -126,7 +126,7 @@ def outcome_from_json(data: Mapping[str, Any]) -> RuleOutcome:
     return RuleOutcome(
         path,
         None if who is None else RuleIdentity(path, str(who[0]), str(who[1]), _line(who[2])),
-        None if result is None else _result_from_json(result),
+        None if result is None else _result_from_json(result, path),
         None
         if built is None
         else BuiltRule(
@@ -137,7 +137,7 @@ def outcome_from_json(data: Mapping[str, Any]) -> RuleOutcome:
             table=None if built["table"] is None else str(built["table"]),
             text=str(built["text"]),
             body=dict(built["body"]),
-            problems=tuple(_problem_from_json(p) for p in built["problems"]),
+            problems=tuple(_problem_from_json(p, path) for p in built["problems"]),
             detection_line=_line(built["detection_line"]),
             kql_checked=bool(built["kql_checked"]),
         ),
@@ -155,18 +155,18 @@ def _result_to_json(result: RuleResult) -> dict[str, Any]:
     }
 
 
-def _result_from_json(data: Mapping[str, Any]) -> RuleResult:
+def _result_from_json(data: Mapping[str, Any], path: Path) -> RuleResult:
     status = data["status"]
     if status not in ("failed", "skipped"):
         raise ValueError(f"a cached result is {status!r}, not failed or skipped")
     return RuleResult(
-        Path(data["path"]),
+        _same_path(data["path"], path),
         status,
         _optional_text(data["rule_id"]),
         _optional_text(data["title"]),
         _optional_text(data["query"]),
         None,
-        tuple(_problem_from_json(p) for p in data["problems"]),
+        tuple(_problem_from_json(p, path) for p in data["problems"]),
     )
 
 
@@ -183,18 +183,23 @@ def _problem_to_json(problem: Problem) -> list[Any]:
     ]
 
 
-def _problem_from_json(item: Sequence[Any]) -> Problem:
-    severity, code, message, path, line, rule_id, title = item
+def _problem_from_json(item: Sequence[Any], path: Path) -> Problem:
+    severity, code, message, where, line, rule_id, title = item
     if severity not in ("error", "warning"):
         raise ValueError(f"a cached problem has severity {severity!r}")
     return Problem(
         severity,
         str(code),
         str(message),
-        Location(Path(path), _line(line)),
+        Location(_same_path(where, path), _line(line)),
         _optional_text(rule_id),
         _optional_text(title),
     )
+
+
+def _same_path(text: str, path: Path) -> Path:
+    """The rule file's own Path where `text` names it (nearly always), so it is made once."""
+    return path if text == str(path) else Path(text)
 
 
 def _line(value: Any) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +78,22 @@ def relative_path(path: Path, root: Path | None) -> str:
     """`path` relative to `root` where it lies inside it, as messages show files."""
     if root is not None:
         try:
-            return str(path.resolve().relative_to(root.resolve()))
+            return str(_resolved(path).relative_to(_resolved_folder(root)))
         except ValueError:
             pass
     return str(path)
+
+
+def _resolved(path: Path) -> Path:
+    # Folders resolved once each: a build shows thousands of files from a few folders.
+    if path.is_symlink():
+        return path.resolve()
+    return _resolved_folder(path.parent) / path.name
+
+
+@lru_cache(maxsize=256)
+def _resolved_folder(folder: Path) -> Path:
+    return folder.resolve()
 
 
 def detection_lines(result: RuleTestResult, *, root: Path | None = None) -> Iterable[str]:
