@@ -169,6 +169,26 @@ PLAIN_PYSIGMA = textwrap.dedent(
 )
 
 
+PROFILE = textwrap.dedent(
+    """
+    import cProfile, io, pstats, sys
+    from pathlib import Path
+    from deployer.build import BuildRequest, run_build
+    from deployer.config import load_config
+    config = load_config(None, cwd=Path.cwd())
+    request = BuildRequest(paths=(Path(sys.argv[1]),), jobs=1, use_cache=False)
+    profile = cProfile.Profile()
+    profile.runcall(run_build, config, request, queries=None)
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(
+        r"deployer/(build|rulebuild|rules|convert|render|validate|analytics)|sigma/(conversion"
+        r"/base|rule/rule|types|processing/pipeline)|yaml/constructor|re/__init__", 24
+    )
+    print(out.getvalue())
+    """
+)
+
+
 def bench_build(corpus: Path, work: Path) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     out = work / "out"
@@ -200,6 +220,8 @@ def bench_build(corpus: Path, work: Path) -> dict[str, Any]:
     sigma_cli, aborting = run_sigma_cli(corpus, work, aborting)
     print("build: plain pySigma loop", file=sys.stderr)
     plain = measure([sys.executable, "-c", PLAIN_PYSIGMA, str(corpus)], cwd=work)
+    print("build: where the time goes (cProfile, one process, no KQL)", file=sys.stderr)
+    profile = measure([sys.executable, "-c", PROFILE, str(corpus)], cwd=work)
 
     runs = {
         "rules": len(lines),
@@ -213,6 +235,7 @@ def bench_build(corpus: Path, work: Path) -> dict[str, Any]:
             "sigma_cli": brief(sigma_cli),
             "plain_pysigma": brief(plain),
         },
+        "profile": _profile_rows(profile["stdout"]),
     }
     base = sigma_cli["seconds"]
     runs["ratios"] = {
@@ -230,6 +253,15 @@ def bench_build(corpus: Path, work: Path) -> dict[str, Any]:
         "peak_mb_kql < 400": kql["peak_mb"] < 400,
     }
     return runs
+
+
+def _profile_rows(text: str) -> list[str]:
+    """The table rows of a pstats listing, paths shortened to the package."""
+    rows = []
+    for line in text.splitlines():
+        if re.match(r"\s*\d", line) and ("/" in line or "{" in line):
+            rows.append(re.sub(r"\S*/(site-packages|lib/python3\.\d+)/", "", line.strip()))
+    return rows
 
 
 def run_sigma_cli(
@@ -522,6 +554,9 @@ def print_build(build: dict[str, Any]) -> None:
     for name, value in build["ratios"].items():
         print(f"   {name:40} {value:6.3f}")
     print(f"   sigma-cli given the corpus without: {', '.join(build['sigma_cli_excluded'])}")
+    print("   where a sequential build's time goes (cProfile, cumulative seconds, no KQL):")
+    for row in build["profile"][:16]:
+        print(f"     {row}")
 
 
 def print_workspace(ws: dict[str, Any]) -> None:

@@ -124,7 +124,10 @@ def test_the_seed_rule_is_planned_created_and_then_left_alone(
     assert deploy.code == 0, deploy.log
     assert f"created   Cloudflared Tunnel Execution  ({SEED_ID})" in deploy.stdout
     stored = workspace_rules(emulator)[SEED_ID]["properties"]
-    assert stored["query"] == SEED_QUERY.read_text(encoding="utf-8")
+    # The reference query lives in ../shared, which a clone may not have (as in test_cli).
+    if SEED_QUERY.is_file():
+        assert stored["query"] == SEED_QUERY.read_text(encoding="utf-8")
+    assert stored["query"].startswith("imProcessCreate\n| where ") and " tunnel " in stored["query"]
     assert stored["severity"] == "Medium"
     assert stored["tactics"] == ["CommandAndControl"]
     assert sorted(stored["techniques"]) == ["T1090", "T1102", "T1572"]
