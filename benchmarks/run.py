@@ -101,6 +101,8 @@ def measure(
         stderr=subprocess.PIPE,
     )
     peak = {"pss": 0, "rss": 0}
+    # CPU seconds each process had used when last seen, by role (the last 20 ms are missed).
+    cpu: dict[int, tuple[str, float]] = {}
     done = threading.Event()
 
     def poll() -> None:
@@ -116,6 +118,8 @@ def measure(
                     info = proc.memory_full_info()
                     pss += info.pss
                     rss += info.rss
+                    times = proc.cpu_times()
+                    cpu[proc.pid] = (_role(proc, root), times.user + times.system)
             peak["pss"] = max(peak["pss"], pss)
             peak["rss"] = max(peak["rss"], rss)
             done.wait(0.02)
@@ -130,10 +134,28 @@ def measure(
         "seconds": round(seconds, 3),
         "peak_mb": round(peak["pss"] / 2**20, 1),
         "peak_rss_sum_mb": round(peak["rss"] / 2**20, 1),
+        "cpu_s": _cpu_by_role(cpu),
         "exit": process.returncode,
         "stdout": stdout.decode("utf-8", "replace"),
         "stderr": stderr.decode("utf-8", "replace"),
     }
+
+
+def _role(proc: psutil.Process, root: psutil.Process) -> str:
+    if proc.pid == root.pid:
+        return "main"
+    arguments = proc.cmdline() or ["?"]
+    if "node" in Path(arguments[0]).name:
+        return "node"
+    command = " ".join(arguments)
+    return "helper" if "resource_tracker" in command else "workers"
+
+
+def _cpu_by_role(cpu: dict[int, tuple[str, float]]) -> dict[str, float]:
+    roles: dict[str, float] = {}
+    for role, seconds in cpu.values():
+        roles[role] = round(roles.get(role, 0.0) + seconds, 2)
+    return roles
 
 
 def timed(step: Callable[[], Any]) -> tuple[float, Any]:
@@ -547,9 +569,10 @@ def print_build(build: dict[str, Any]) -> None:
     runs = build["runs"]
     print(f"\n1. build, {build['rules']} rules ({build['built']} build)")
     for name, run in runs.items():
+        cpu = ", ".join(f"{role} {seconds:.1f}" for role, seconds in run["cpu_s"].items())
         print(
             f"   {name:28} {run['seconds']:8.2f} s  {run['peak_mb']:7.1f} MB PSS "
-            f"({run['peak_rss_sum_mb']:.1f} MB RSS summed)"
+            f"({run['peak_rss_sum_mb']:.1f} MB RSS summed)  CPU s: {cpu}"
         )
     for name, value in build["ratios"].items():
         print(f"   {name:40} {value:6.3f}")

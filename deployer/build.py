@@ -202,23 +202,54 @@ def _outcomes(
     workers: BuildWorkers | None,
 ) -> Iterator[tuple[Path, RuleOutcome]]:
     """Each Sigma file's outcome, its query checked: from the cache, else built now."""
+    cache = BuildCache(config.root / CACHE_DIR) if request.use_cache else None
     keys: dict[Path, str | None] = dict.fromkeys(paths)
-    cache = None
-    if request.use_cache:
-        cache = BuildCache(config.root / CACHE_DIR)
+    if cache is not None:
         shared = _run_key(config, settings, queries)
         keys = {p: rule_key(shared, p, has_tests=cases_path(p).is_file()) for p in paths}
     missing = []
     for path in paths:
-        key = keys[path]
-        hit = cache.get(key) if cache is not None and key is not None else None
-        if hit is None or (queries is not None and hit.built and not hit.built.kql_checked):
+        hit = _cached(cache, keys[path], queries)
+        if hit is None:
             missing.append(path)
         else:
             yield path, replace(hit, path=path)
-    if not missing:
-        return
+    if missing:
+        yield from _built(
+            config,
+            request,
+            settings,
+            missing,
+            keys=keys,
+            cache=cache,
+            queries=queries,
+            workers=workers,
+        )
+    if cache is not None:
+        logger.info("build cache: %d rule(s) from cache, %d built", cache.hits, cache.misses)
 
+
+def _cached(
+    cache: BuildCache | None, key: str | None, queries: QueryValidator | None
+) -> RuleOutcome | None:
+    hit = cache.get(key) if cache is not None and key is not None else None
+    if hit is not None and queries is not None and hit.built and not hit.built.kql_checked:
+        return None
+    return hit
+
+
+def _built(
+    config: ProjectConfig,
+    request: BuildRequest,
+    settings: BuildSettings,
+    missing: Sequence[Path],
+    *,
+    keys: Mapping[Path, str | None],
+    cache: BuildCache | None,
+    queries: QueryValidator | None,
+    workers: BuildWorkers | None,
+) -> Iterator[tuple[Path, RuleOutcome]]:
+    """Rules built now: converted by the workers, their queries checked here meanwhile."""
     # A broken templates folder stops the run before any rule is looked at.
     Renderer(config.templates_dir)
     pool = workers or BuildWorkers(request.jobs)
@@ -237,8 +268,8 @@ def _outcomes(
     finally:
         if workers is None:
             pool.close()
-    if cache is not None:
-        logger.info("build cache: %d rule(s) from cache, %d built", cache.hits, cache.misses)
+        if cache is not None:
+            cache.close()
 
 
 def _run_key(config: ProjectConfig, settings: BuildSettings, queries: QueryValidator | None) -> str:

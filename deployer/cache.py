@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -32,12 +33,18 @@ _SOURCE_SUFFIXES = (".py", ".js", ".json", ".j2")
 
 
 class BuildCache:
-    """Outcomes by key, one small JSON file each, written atomically."""
+    """Outcomes by key, one small JSON file each, written atomically.
+
+    Writes go to a background thread (a file costs about a millisecond of system calls here,
+    which would otherwise hold up the build's own process); `close` waits for them.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.hits = 0
         self.misses = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._made: set[Path] = set()
 
     def get(self, key: str) -> RuleOutcome | None:
         path = self._path(key)
@@ -58,10 +65,22 @@ class BuildCache:
 
     def put(self, key: str, outcome: RuleOutcome) -> None:
         """Keep an outcome; a cache that cannot be written only costs the next build time."""
-        path = self._path(key)
         text = json.dumps({"format": FORMAT, "key": key, "outcome": outcome_to_json(outcome)})
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-cache")
+        self._writer.submit(self._write, self._path(key), text)
+
+    def close(self) -> None:
+        """Wait for the writes under way."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _write(self, path: Path, text: str) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in self._made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(path.parent)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
