@@ -202,18 +202,19 @@ def _outcomes(
     workers: BuildWorkers | None,
 ) -> Iterator[tuple[Path, RuleOutcome]]:
     """Each Sigma file's outcome, its query checked: from the cache, else built now."""
-    cache = BuildCache(config.root / CACHE_DIR) if request.use_cache else None
+    cache = None
     keys: dict[Path, str | None] = dict.fromkeys(paths)
-    if cache is not None:
+    if request.use_cache:
         shared = _run_key(config, settings, queries)
+        cache = BuildCache(config.root / CACHE_DIR, shared)
         keys = {p: rule_key(shared, p, has_tests=cases_path(p).is_file()) for p in paths}
     missing = []
     for path in paths:
-        hit = _cached(cache, keys[path], queries)
+        hit = _cached(cache, keys[path], path, queries)
         if hit is None:
             missing.append(path)
         else:
-            yield path, replace(hit, path=path)
+            yield path, hit
     if missing:
         yield from _built(
             config,
@@ -226,13 +227,14 @@ def _outcomes(
             workers=workers,
         )
     if cache is not None:
+        cache.close()
         logger.info("build cache: %d rule(s) from cache, %d built", cache.hits, cache.misses)
 
 
 def _cached(
-    cache: BuildCache | None, key: str | None, queries: QueryValidator | None
+    cache: BuildCache | None, key: str | None, path: Path, queries: QueryValidator | None
 ) -> RuleOutcome | None:
-    hit = cache.get(key) if cache is not None and key is not None else None
+    hit = cache.get(key, path) if cache is not None and key is not None else None
     if hit is not None and queries is not None and hit.built and not hit.built.kql_checked:
         return None
     return hit
@@ -268,8 +270,6 @@ def _built(
     finally:
         if workers is None:
             pool.close()
-        if cache is not None:
-            cache.close()
 
 
 def _run_key(config: ProjectConfig, settings: BuildSettings, queries: QueryValidator | None) -> str:

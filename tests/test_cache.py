@@ -41,16 +41,27 @@ def _build(project: Path) -> list[RuleResult]:
     return run_build(config, BuildRequest(out_dir=project / "build"), queries=None)
 
 
+def _entries(project: Path) -> list[tuple[Path, list[str]]]:
+    """Each cache file with its lines: the format, then `key TAB path TAB outcome JSON`."""
+    return [
+        (path, path.read_text(encoding="utf-8").splitlines())
+        for path in (project / CACHE_DIR).glob("*.jsonl")
+    ]
+
+
 def _mark_cache(project: Path) -> int:
     """Replace the query of every cached built rule with MARKER; the number of entries marked."""
     marked = 0
-    for path in (project / CACHE_DIR).rglob("*.json"):
-        entry = json.loads(path.read_text(encoding="utf-8"))
-        built = entry["outcome"]["built"]
-        if built is not None:
-            built["sent_query"] = MARKER
-            path.write_text(json.dumps(entry), encoding="utf-8")
-            marked += 1
+    for path, lines in _entries(project):
+        changed = [lines[0]]
+        for line in lines[1:]:
+            key, rule, text = line.split("\t", 2)
+            outcome = json.loads(text)
+            if outcome["built"] is not None:
+                outcome["built"]["sent_query"] = MARKER
+                marked += 1
+            changed.append(f"{key}\t{rule}\t{json.dumps(outcome)}")
+        path.write_text("\n".join(changed) + "\n", encoding="utf-8")
     return marked
 
 
@@ -148,19 +159,46 @@ def test_checking_queries_with_kusto_language_is_in_the_key(tmp_path: Path) -> N
     assert len({unchecked, checked, newer}) == 3
 
 
-@pytest.mark.parametrize("damage", ["{not json", '{"format": 1}', "", '{"format": 99}'])
-def test_a_corrupt_cache_entry_is_ignored_and_replaced(project: Path, damage: str) -> None:
+def test_a_corrupt_cache_entry_is_ignored_and_replaced(project: Path) -> None:
     first = _build(project)
-    entries = list((project / CACHE_DIR).rglob("*.json"))
-    assert len(entries) == 2
-    for path in entries:
-        path.write_text(damage, encoding="utf-8")
+    [(path, lines)] = _entries(project)
+    assert len(lines) == 3
+    # One entry cut short, the other's outcome no longer an outcome.
+    key, rule, text = lines[1].split("\t", 2)
+    other_key, other_rule, _ = lines[2].split("\t", 2)
+    damaged = [lines[0], f"{key}\t{rule}\t{text[:40]}", f"{other_key}\t{other_rule}\t[1, 2]"]
+    path.write_text("\n".join(damaged) + "\n", encoding="utf-8")
 
     again = _build(project)
 
     assert again == first
-    for path in entries:
-        assert json.loads(path.read_text(encoding="utf-8"))["format"] == 1
+    [(_, rewritten)] = _entries(project)
+    assert [json.loads(line.split("\t", 2)[2])["path"] for line in rewritten[1:]]
+
+
+@pytest.mark.parametrize("damage", ["{not json", "", "99\nkey\tpath\t{}", "\x00\xff"])
+def test_a_corrupt_cache_file_is_ignored_and_replaced(project: Path, damage: str) -> None:
+    first = _build(project)
+    [(path, _)] = _entries(project)
+    path.write_text(damage, encoding="utf-8", errors="surrogateescape")
+
+    again = _build(project)
+
+    assert again == first
+    [(_, rewritten)] = _entries(project)
+    assert rewritten[0] == "1" and len(rewritten) == 3
+
+
+def test_building_one_file_keeps_the_other_files_entries(project: Path) -> None:
+    _build(project)
+    _mark_cache(project)
+    config = load_config(project / "sentinel-deployer.toml", cwd=project)
+    only = BuildRequest(paths=(project / "rules" / "bad.yml",))
+    run_build(config, only, queries=None)
+
+    again = _build(project)
+
+    assert _queries(again)["evil.yml"] == MARKER
 
 
 def test_no_cache_reads_and_writes_nothing(project: Path) -> None:
