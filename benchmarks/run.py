@@ -282,8 +282,14 @@ def _profile_rows(text: str) -> list[str]:
     rows = []
     for line in text.splitlines():
         if re.match(r"\s*\d", line) and ("/" in line or "{" in line):
-            rows.append(re.sub(r"\S*/(site-packages|lib/python3\.\d+)/", "", line.strip()))
+            rows.append(_short_paths(line.strip()))
     return rows
+
+
+def _short_paths(text: str) -> str:
+    """Paths from the package or library folder on, so that no machine's folders show."""
+    text = re.sub(r"\S*/(site-packages|lib/python3\.\d+)/", "", text)
+    return re.sub(r"\S*/(?=deployer/)", "", text)
 
 
 def run_sigma_cli(
