@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -77,23 +78,25 @@ def _problem(problem: Problem) -> dict[str, Any]:
 def relative_path(path: Path, root: Path | None) -> str:
     """`path` relative to `root` where it lies inside it, as messages show files."""
     if root is not None:
-        try:
-            return str(_resolved(path).relative_to(_resolved_folder(root)))
-        except ValueError:
-            pass
+        top = _resolved_folder(root)
+        resolved = _resolved(path)
+        if resolved == top:
+            return "."
+        if resolved.startswith(top.rstrip(os.sep) + os.sep):
+            return resolved[len(top.rstrip(os.sep)) + 1 :]
     return str(path)
 
 
-def _resolved(path: Path) -> Path:
+def _resolved(path: Path) -> str:
     # Folders resolved once each: a build shows thousands of files from a few folders.
     if path.is_symlink():
-        return path.resolve()
-    return _resolved_folder(path.parent) / path.name
+        return str(path.resolve())
+    return os.path.join(_resolved_folder(path.parent), path.name)
 
 
 @lru_cache(maxsize=256)
-def _resolved_folder(folder: Path) -> Path:
-    return folder.resolve()
+def _resolved_folder(folder: Path) -> str:
+    return str(folder.resolve())
 
 
 def detection_lines(result: RuleTestResult, *, root: Path | None = None) -> Iterable[str]:
