@@ -12,31 +12,17 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
 from deployer import __version__
-from deployer.apply import LedgerEntry, apply_plan
 from deployer.build import BuildRequest, run_build
 from deployer.config import PIPELINES, ProjectConfig, find_config, load_config
-from deployer.deployment import (
-    EnvironmentPlan,
-    Target,
-    environment_matrix,
-    export_environment,
-    open_workspaces,
-    plan_environment,
-    project_hash,
-    select_environments,
-)
-from deployer.detection.engine import EventEngine
-from deployer.detection.runner import RuleTestResult, run_detection_tests
-from deployer.emulator import Emulator
 from deployer.errors import (
     ConfigError,
     DeployerError,
@@ -52,10 +38,9 @@ from deployer.github import (
     result_annotations,
     run_url,
 )
-from deployer.kql import KqlLanguageService
+from deployer.kql import LazyKqlService
 from deployer.model import RuleResult
-from deployer.pipelines import table_columns
-from deployer.plan import Plan, plans_from_json, plans_to_json
+from deployer.plan import plans_from_json, plans_to_json
 from deployer.report import (
     detection_json_line,
     detection_lines,
@@ -77,7 +62,18 @@ from deployer.report_plan import (
     plan_text,
 )
 from deployer.validate import QueryValidator
-from deployer.workspace import Workspace
+from deployer.workers import BuildWorkers
+
+if TYPE_CHECKING:
+    from deployer.apply import LedgerEntry
+    from deployer.deployment import BuildOptions, EnvironmentPlan, Target
+    from deployer.detection.runner import RuleTestResult
+    from deployer.plan import Plan
+    from deployer.workspace import Workspace
+
+# NOTE: the commands import the Azure SDK (deployment, apply), DuckDB (detection tests) and the
+# emulator where they use them, not here: `build` would otherwise pay about a second and 80 MB
+# for them on every run, and so would each build worker process, which imports this module.
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +137,22 @@ FormatOpt = Annotated[
         help="text; json: one object per rule and line; github: GitHub Actions annotations.",
     ),
 ]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Worker processes converting rules. Default: the CPUs available, at most 4; "
+        "1 converts in this process.",
+    ),
+]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Build every rule afresh, without reading or writing .sentinel-deployer/cache/.",
+    ),
+]
 SkipKqlOpt = Annotated[
     bool,
     typer.Option(
@@ -160,6 +172,8 @@ def build(
     env: EnvOpt = None,
     output_format: FormatOpt = OutputFormat.TEXT,
     skip_kql: SkipKqlOpt = False,
+    jobs: JobsOpt = None,
+    no_cache: NoCacheOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -171,6 +185,8 @@ def build(
             out_dir=out or project.out_dir,
             pipeline=pipeline.value if pipeline else None,
             environment=env,
+            jobs=jobs,
+            use_cache=not no_cache,
         )
         _run(project, request, output_format, skip_kql=skip_kql)
 
@@ -182,6 +198,8 @@ def validate(
     env: EnvOpt = None,
     output_format: FormatOpt = OutputFormat.TEXT,
     skip_kql: SkipKqlOpt = False,
+    jobs: JobsOpt = None,
+    no_cache: NoCacheOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -192,6 +210,8 @@ def validate(
             paths=tuple(paths or ()),
             pipeline=pipeline.value if pipeline else None,
             environment=env,
+            jobs=jobs,
+            use_cache=not no_cache,
         )
         _run(project, request, output_format, skip_kql=skip_kql)
 
@@ -202,16 +222,23 @@ def test_rules(
     pipeline: PipelineOpt = None,
     env: EnvOpt = None,
     output_format: FormatOpt = OutputFormat.TEXT,
+    jobs: JobsOpt = None,
+    no_cache: NoCacheOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run each rule's detection tests (<rule>.tests.yml) on the query a deploy would send."""
+    from deployer.detection.engine import EventEngine  # noqa: PLC0415 - see the NOTE above
+    from deployer.detection.runner import run_detection_tests  # noqa: PLC0415
+
     with _command(debug):
         project = _project(config)
         request = BuildRequest(
             paths=tuple(paths or ()),
             pipeline=pipeline.value if pipeline else None,
             environment=env,
+            jobs=jobs,
+            use_cache=not no_cache,
         )
         root = Path.cwd()
 
@@ -273,14 +300,19 @@ def plan(
         typer.Option("--detailed-exitcode", help="Exit 0 without changes, 2 with changes."),
     ] = False,
     skip_kql: SkipKqlOpt = False,
+    jobs: JobsOpt = None,
+    no_cache: NoCacheOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Show what deploy would change in each workspace, without changing anything."""
+    from deployer.deployment import BuildOptions  # noqa: PLC0415 - see the NOTE above
+
     with _command(debug):
         project = _project(config)
         markdown = output_format is PlanFormat.MARKDOWN
-        plans = _plans(project, env, all_envs, prune=prune, skip_kql=skip_kql, markdown=markdown)
+        options = BuildOptions(jobs, use_cache=not no_cache, skip_kql=skip_kql)
+        plans = _plans(project, env, all_envs, prune=prune, options=options, markdown=markdown)
         ready = [p.plan for p in plans if p.plan is not None]
         for planned in ready:
             if output_format is PlanFormat.MARKDOWN:
@@ -323,17 +355,28 @@ def deploy(
         typer.Option("--format", help="text, or markdown: plan and ledger for a job summary."),
     ] = DeployFormat.TEXT,
     skip_kql: SkipKqlOpt = False,
+    jobs: JobsOpt = None,
+    no_cache: NoCacheOpt = False,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Validate, plan, confirm, and apply: make each workspace match the rules."""
+    from deployer.apply import apply_plan  # noqa: PLC0415 - see the NOTE above
+    from deployer.deployment import (  # noqa: PLC0415
+        BuildOptions,
+        open_workspaces,
+        select_environments,
+    )
+
     with _command(debug):
         project = _project(config)
         environments = select_environments(project, env or [], all_envs)
         saved = _saved_plans(project, plan_file) if plan_file else None
+        options = BuildOptions(jobs, use_cache=not no_cache, skip_kql=skip_kql)
         failed = False
         with (
             _kql_service(skip_kql or saved is not None) as queries,
+            BuildWorkers(jobs) as workers,
             open_workspaces(project, environments) as opened,
         ):
             for target, workspace in opened:
@@ -346,6 +389,7 @@ def deploy(
                     saved,
                     prune,
                     queries,
+                    options.with_workers(workers),
                     markdown=output_format is DeployFormat.MARKDOWN,
                 )
                 if planned is None:
@@ -381,6 +425,12 @@ def export(
     debug: DebugOpt = False,
 ) -> None:
     """Write a workspace's Scheduled rules as native rule files (*.arm.json) to adopt them."""
+    from deployer.deployment import (  # noqa: PLC0415 - see the NOTE above
+        export_environment,
+        open_workspaces,
+        select_environments,
+    )
+
     with _command(debug):
         project = _project(config)
         environments = select_environments(project, [env] if env else [], False)
@@ -412,12 +462,39 @@ def emulator(
         Path, typer.Option("--state", help="Folder for the emulated workspaces' state.")
     ] = Path(".sentinel-deployer/emulator"),
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free).")] = 8443,
+    in_memory: Annotated[
+        bool, typer.Option("--in-memory", help="Keep the state in memory only (not in --state).")
+    ] = False,
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", min=0, help="Delay every answer (benchmarks).")
+    ] = 0.0,
+    write_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--write-bucket",
+            help="CAPACITY,PER_SECOND: throttle writes with a token bucket, answering 429 with "
+            "Retry-After when it is empty (Azure's is 200,10 per principal).",
+        ),
+    ] = None,
+    request_log: Annotated[
+        Path | None,
+        typer.Option("--request-log", help="Append each request to FILE as a JSON line."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run the local workspace emulator (HTTPS, ARM wire protocol) until interrupted."""
+    from deployer.emulator import Emulator, Faults  # noqa: PLC0415 - see the NOTE above
+
     with _command(debug):
-        server = Emulator(state_dir=state, port=port)
+        faults = Faults(latency_s=latency_ms / 1000, write_bucket=_bucket(write_bucket))
+        server = Emulator(
+            state_dir=None if in_memory else state,
+            port=port,
+            faults=faults,
+            request_log=request_log,
+        )
         server.start()
+        # The CA file lives with the state; in memory, the emulator keeps it in a temporary one.
         stderr.print(f"local workspace emulator at {server.url}")
         stderr.print(f"trust its certificate with REQUESTS_CA_BUNDLE={server.ca_path}")
         try:
@@ -447,6 +524,11 @@ def environments(
 
     With no environment configured, the list is the local workspace emulator, as for deploy.
     """
+    from deployer.deployment import (  # noqa: PLC0415 - see the NOTE at the top
+        environment_matrix,
+        select_environments,
+    )
+
     with _command(debug):
         project = _project(config)
         chosen = select_environments(project, env or [], all_envs=not env)
@@ -491,6 +573,19 @@ def comment(
             stderr.print("the plan was longer than GitHub allows in a comment: it was cut")
 
 
+def _bucket(text: str | None) -> tuple[int, float] | None:
+    if text is None:
+        return None
+    try:
+        capacity, per_second = text.split(",")
+        bucket = (int(capacity), float(per_second))
+    except ValueError:
+        raise UsageError(f"--write-bucket {text!r}: expected CAPACITY,PER_SECOND") from None
+    if bucket[0] < 1 or bucket[1] < 0:
+        raise UsageError(f"--write-bucket {text!r}: capacity >= 1 and a rate >= 0 are expected")
+    return bucket
+
+
 @app.command()
 def version() -> None:
     """Print the tool's version."""
@@ -522,15 +617,32 @@ def _plans(
     all_envs: bool,
     *,
     prune: bool,
-    skip_kql: bool,
+    options: BuildOptions,
     markdown: bool = False,
 ) -> list[EnvironmentPlan]:
     """Plan every chosen environment; rules that fail validation are shown, nothing compared."""
+    from deployer.deployment import (  # noqa: PLC0415 - see the NOTE at the top
+        open_workspaces,
+        plan_environment,
+        select_environments,
+    )
+
     environments = select_environments(project, env or [], all_envs)
     plans = []
-    with _kql_service(skip_kql) as queries, open_workspaces(project, environments) as opened:
+    with (
+        _kql_service(options.skip_kql) as queries,
+        BuildWorkers(options.jobs) as workers,
+        open_workspaces(project, environments) as opened,
+    ):
         for target, workspace in opened:
-            planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
+            planned = plan_environment(
+                project,
+                target,
+                workspace,
+                prune=prune,
+                queries=queries,
+                options=options.with_workers(workers),
+            )
             _show_failures(planned, markdown=markdown)
             plans.append(planned)
     return plans
@@ -543,11 +655,16 @@ def _plan_for(
     saved: dict[str, Plan] | None,
     prune: bool,
     queries: QueryValidator | None,
+    options: BuildOptions,
     *,
     markdown: bool = False,
 ) -> Plan | None:
+    from deployer.deployment import plan_environment  # noqa: PLC0415 - see the NOTE at the top
+
     if saved is None:
-        planned = plan_environment(project, target, workspace, prune=prune, queries=queries)
+        planned = plan_environment(
+            project, target, workspace, prune=prune, queries=queries, options=options
+        )
         _show_failures(planned, markdown=markdown)
         return planned.plan
     found = saved.get(target.environment.name)
@@ -557,6 +674,9 @@ def _plan_for(
 
 
 def _detection_results(project: ProjectConfig, environment: str) -> dict[str, RuleTestResult]:
+    from deployer.detection.engine import EventEngine  # noqa: PLC0415 - see the NOTE at the top
+    from deployer.detection.runner import run_detection_tests  # noqa: PLC0415
+
     configured = environment in project.environments
     request = BuildRequest(environment=environment if configured else None)
     engine = EventEngine()
@@ -569,6 +689,8 @@ def _detection_results(project: ProjectConfig, environment: str) -> dict[str, Ru
 
 def _saved_plans(project: ProjectConfig, path: Path) -> dict[str, Plan]:
     """A saved plan, refused whole when the rules, config or templates changed since."""
+    from deployer.deployment import project_hash  # noqa: PLC0415 - see the NOTE at the top
+
     try:
         plans = plans_from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -665,8 +787,16 @@ def _kql_service(skip: bool) -> Iterator[QueryValidator | None]:
         logger.warning("KQL is not checked (--skip-kql)")
         yield None
         return
-    with KqlLanguageService() as service:
-        yield QueryValidator(service, table_columns)
+    # Started by the build only when a rule is not in the cache; it then overlaps conversion.
+    with LazyKqlService() as service:
+        yield QueryValidator(service, _schema_tables)
+
+
+def _schema_tables(pipeline: str) -> Mapping[str, Mapping[str, str]]:
+    # The schemas come with pySigma's pipelines, loaded only once a query is checked.
+    from deployer.pipelines import table_columns  # noqa: PLC0415
+
+    return table_columns(pipeline)
 
 
 def _project(config: Path | None) -> ProjectConfig:

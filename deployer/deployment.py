@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deployer import __version__
@@ -25,8 +25,9 @@ from deployer.native import NativeSource, export_file_name, export_template
 from deployer.plan import DesiredRule, Plan, make_plan, source_hash
 from deployer.render import TEMPLATE_NAME, default_templates_dir
 from deployer.report import relative_path
-from deployer.rules import SigmaSource, find_rule_files, load_any
+from deployer.sources import find_rule_files
 from deployer.validate import QueryValidator
+from deployer.workers import BuildWorkers
 from deployer.workspace import StaticToken, Workspace, WorkspaceRef, credential_for
 
 # Names the local emulator's workspace in ARM paths; no Azure resource has them.
@@ -42,6 +43,20 @@ class Target:
     environment: Environment
     ref: WorkspaceRef
     emulated: bool
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How plan and deploy build the rules: the CLI's --jobs, --no-cache and --skip-kql."""
+
+    jobs: int | None = None
+    use_cache: bool = True
+    skip_kql: bool = False
+    # Worker processes shared by the builds of every environment in one command.
+    workers: BuildWorkers | None = None
+
+    def with_workers(self, workers: BuildWorkers) -> BuildOptions:
+        return replace(self, workers=workers)
 
 
 @dataclass(frozen=True)
@@ -145,11 +160,22 @@ def plan_environment(
     *,
     prune: bool,
     queries: QueryValidator | None,
+    options: BuildOptions | None = None,
 ) -> EnvironmentPlan:
     """Build for the environment; when every rule is valid, list the workspace and compare."""
+    # TODO: with several environments every rule is converted once per environment (about
+    # 0.9 s a workspace for 500 rules, README Performance): the ownership line and overrides
+    # make each environment's templates, and so its cache keys, its own, though the KQL is the
+    # same. Converting each file once per pipeline for all environments of a command, then
+    # rendering per environment, would leave the paged list as the cost of a workspace.
+    options = options or BuildOptions()
     configured = target.environment.name in config.environments
-    request = BuildRequest(environment=target.environment.name if configured else None)
-    results = tuple(run_build(config, request, queries=queries))
+    request = BuildRequest(
+        environment=target.environment.name if configured else None,
+        jobs=options.jobs,
+        use_cache=options.use_cache,
+    )
+    results = tuple(run_build(config, request, queries=queries, workers=options.workers))
     failed = [r for r in results if r.status == "failed"]
     if failed:
         # Nothing is compared, let alone sent, while any rule fails validation.
@@ -210,6 +236,10 @@ def export_environment(
     Rules this project already deploys to this environment, rules another project deployed
     and rules whose id a file in rules/ already uses are left out, each with its reason.
     """
+    # NOTE: imported here: rules.py loads pySigma, which plan and deploy need only for rules
+    # not in the build cache.
+    from deployer.rules import SigmaSource, load_any  # noqa: PLC0415
+
     owner = Owner(config.name, target.environment.name)
     files = find_rule_files([config.rules_dir]) if config.rules_dir.is_dir() else []
     known = {

@@ -23,8 +23,8 @@ from deployer.alertrule import READ_ONLY_PROPERTIES
 from deployer.fingerprint import without_marker
 from deployer.model import Location, Problem
 from deployer.render import arm_escape, arm_unescape, is_arm_expression
+from deployer.sources import NATIVE_SUFFIX
 
-NATIVE_SUFFIX = ".arm.json"
 RESOURCE_TYPE = "Microsoft.OperationalInsights/workspaces/providers/alertRules"
 SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deployer.detection.runner import RuleTestResult
 from deployer.model import Problem, RuleResult
+
+if TYPE_CHECKING:
+    # Types only: the runner loads DuckDB, which build output does not need.
+    from deployer.detection.runner import RuleTestResult
 
 # Status words in the order the summary lists them.
 _STATUS_ORDER = ("built", "valid", "skipped", "failed")
@@ -73,11 +78,25 @@ def _problem(problem: Problem) -> dict[str, Any]:
 def relative_path(path: Path, root: Path | None) -> str:
     """`path` relative to `root` where it lies inside it, as messages show files."""
     if root is not None:
-        try:
-            return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            pass
+        top = _resolved_folder(root)
+        resolved = _resolved(path)
+        if resolved == top:
+            return "."
+        if resolved.startswith(top.rstrip(os.sep) + os.sep):
+            return resolved[len(top.rstrip(os.sep)) + 1 :]
     return str(path)
+
+
+def _resolved(path: Path) -> str:
+    # Folders resolved once each: a build shows thousands of files from a few folders.
+    if path.is_symlink():
+        return str(path.resolve())
+    return os.path.join(_resolved_folder(path.parent), path.name)
+
+
+@lru_cache(maxsize=256)
+def _resolved_folder(folder: Path) -> str:
+    return str(folder.resolve())
 
 
 def detection_lines(result: RuleTestResult, *, root: Path | None = None) -> Iterable[str]:

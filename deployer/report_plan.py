@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deployer.apply import LedgerEntry
-from deployer.detection.runner import RuleTestResult
 from deployer.plan import CHANGES, Plan, plan_to_json
 from deployer.report import plural
+
+if TYPE_CHECKING:
+    # Types only: apply.py loads the Azure SDK and the runner DuckDB, which a plan's text
+    # does not need.
+    from deployer.apply import LedgerEntry
+    from deployer.detection.runner import RuleTestResult
 
 _SYMBOLS = {
     "create": "+",

@@ -6,8 +6,7 @@ Every problem with a file becomes a `Problem` naming the file and, where known, 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,15 +19,33 @@ from sigma.rule.base import SigmaYAMLLoader
 from sigma.validators.base import SigmaRuleValidator, SigmaValidationIssueSeverity
 from sigma.validators.core import validators as core_validators
 
-from deployer.detection.cases import TESTS_SUFFIX
 from deployer.model import Location, Problem, RuleMetadata
 from deployer.native import NativeSource, is_native, load_native
+from deployer.sources import (
+    RULE_SUFFIXES,
+    IdentifiedRule,
+    RuleIdentity,
+    duplicate_ids,
+    find_rule_files,
+)
 
 logger = logging.getLogger(__name__)
 
-RULE_SUFFIXES = (".yml", ".yaml")
-# Files that sit next to rules without being rules: detection test cases.
-NOT_RULES = (TESTS_SUFFIX,)
+# Finding files and the duplicate-id check need no pySigma; they live in sources.py.
+__all__ = [
+    "RULE_SUFFIXES",
+    "IdentifiedRule",
+    "LoadFailure",
+    "RuleIdentity",
+    "SigmaSource",
+    "duplicate_ids",
+    "find_rule_files",
+    "identity",
+    "load_any",
+    "load_rule",
+    "sigma_lint",
+]
+
 
 # Which top-level key a pySigma error is about, to point at its line.
 _ERROR_KEYS: Mapping[str, str] = {
@@ -81,18 +98,6 @@ class LoadFailure:
     problems: tuple[Problem, ...]
     title: str | None = None
     rule_id: str | None = None
-
-
-def find_rule_files(paths: Sequence[Path]) -> list[Path]:
-    """Rule files under `paths` (files or folders, searched recursively), sorted, unique."""
-    found: set[Path] = set()
-    for path in paths:
-        if path.is_dir():
-            candidates: Iterable[Path] = (p for p in path.rglob("*") if p.is_file())
-        else:
-            candidates = [path]
-        found.update(p for p in candidates if _is_rule_file(p))
-    return sorted(found)
 
 
 def load_any(path: Path) -> SigmaSource | NativeSource | LoadFailure:
@@ -196,29 +201,8 @@ def sigma_lint(source: SigmaSource) -> tuple[Problem, ...]:
     return tuple(problems)
 
 
-def duplicate_ids(sources: Sequence[SigmaSource | NativeSource]) -> list[Problem]:
-    """One error per file whose rule id another file also uses."""
-    counts = Counter(source.rule_id.lower() for source in sources)
-    problems = []
-    for source in sources:
-        if counts[source.rule_id.lower()] > 1:
-            others = [
-                _display(s.path)
-                for s in sources
-                if s.rule_id.lower() == source.rule_id.lower() and s is not source
-            ]
-            problems.append(
-                Problem(
-                    "error",
-                    "duplicate-id",
-                    f"id {source.rule_id} is also used by {', '.join(others)}; "
-                    "give each rule its own UUID",
-                    source.location("id"),
-                    source.rule_id,
-                    source.title,
-                )
-            )
-    return problems
+def identity(source: SigmaSource | NativeSource) -> RuleIdentity:
+    return RuleIdentity(source.path, source.rule_id, source.title, source.location("id").line)
 
 
 @cache
@@ -243,13 +227,6 @@ class _RuleLoader(SigmaYAMLLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
-
-
-def _is_rule_file(path: Path) -> bool:
-    name = path.name.lower()
-    if is_native(path):
-        return True
-    return name.endswith(RULE_SUFFIXES) and not name.endswith(NOT_RULES)
 
 
 def _parse_yaml(text: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -344,14 +321,6 @@ def _brief(value: Any) -> str:
         return f"{value.field or 'keywords'}{modifiers}"
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _display(path: Path) -> str:
-    """A path as the user typed it: relative to the working folder where it is below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _metadata(rule: SigmaRule, rule_id: str, title: str) -> RuleMetadata:

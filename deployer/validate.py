@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from deployer.alertrule import scheduled_rule_problems
 from deployer.attack import techniques_table
-from deployer.errors import KqlServiceError
-from deployer.kql import KqlDiagnostic, kusto_type
+from deployer.errors import KqlServiceError, KqlUnavailableError
+from deployer.kql import KqlDiagnostic, LazyKqlService, kusto_type
 from deployer.model import AnalyticsRule, Location, Problem
 
 # Which top-level key of the Sigma file a body property comes from, to point at its line.
@@ -56,8 +56,19 @@ class QueryValidator:
     service: KqlChecker
     schema_tables: Callable[[str], Mapping[str, Mapping[str, str]]]
     _defined: set[str] = field(default_factory=set)
+    # The same query of the same pipeline gets the same answer: several environments built in
+    # one run (plan --all-envs) check each query once.
+    _seen: dict[tuple[str, str], tuple[KqlDiagnostic, ...]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Begin starting the language service, when it starts lazily; queries are coming."""
+        if isinstance(self.service, LazyKqlService):
+            self.service.start()
 
     def diagnostics(self, query: str, pipeline: str) -> tuple[KqlDiagnostic, ...]:
+        known = self._seen.get((pipeline, query))
+        if known is not None:
+            return known
         if pipeline not in self._defined:
             tables = {
                 table: {column: kusto_type(kind) for column, kind in columns.items()}
@@ -65,7 +76,9 @@ class QueryValidator:
             }
             self.service.define_schema(pipeline, tables)
             self._defined.add(pipeline)
-        return self.service.check(query, schema=pipeline)
+        found = self.service.check(query, schema=pipeline)
+        self._seen[(pipeline, query)] = found
+        return found
 
     def schema_free_diagnostics(self, query: str) -> tuple[KqlDiagnostic, ...]:
         """Diagnostics against a schema with no tables (for queries written by hand)."""
@@ -135,21 +148,53 @@ def validate_rule(
         report("defect", message, "detection")
 
     if queries is not None:
-        try:
-            diagnostics = queries.diagnostics(rule.query, rule.pipeline)
-        except KqlServiceError as error:
-            # One query that Kusto.Language cannot analyse (its stack overflows on very deep
-            # queries) fails that rule, not the run.
-            report("kql", f"Kusto.Language could not check the query: {error}", "detection")
-            diagnostics = ()
-        for diagnostic in diagnostics:
-            report(
-                "kql",
-                f"KQL {diagnostic.code} at query line {diagnostic.line}, column "
-                f"{diagnostic.column}: {diagnostic.message} ({rule.pipeline} schema)",
-                "detection",
-            )
+        where = Location(rule.source.path, lines.get("detection"))
+        problems += query_problems(
+            rule.query,
+            rule.pipeline,
+            queries,
+            where=where,
+            rule_id=rule.rule_id,
+            title=rule.display_name,
+        )
     return problems
+
+
+def query_problems(
+    query: str,
+    pipeline: str,
+    queries: QueryValidator,
+    *,
+    where: Location,
+    rule_id: str,
+    title: str,
+) -> list[Problem]:
+    """Kusto.Language's errors in the rule's query, against its pipeline's schema.
+
+    The last check of `validate_rule`, also run on its own: the build checks queries in the
+    main process while worker processes convert the next rules.
+    """
+    try:
+        diagnostics = queries.diagnostics(query, pipeline)
+    except KqlUnavailableError:
+        raise
+    except KqlServiceError as error:
+        # One query that Kusto.Language cannot analyse (its stack overflows on very deep
+        # queries) fails that rule, not the run.
+        message = f"Kusto.Language could not check the query: {error}"
+        return [Problem("error", "kql", message, where, rule_id, title)]
+    return [
+        Problem(
+            "error",
+            "kql",
+            f"KQL {diagnostic.code} at query line {diagnostic.line}, column "
+            f"{diagnostic.column}: {diagnostic.message} ({pipeline} schema)",
+            where,
+            rule_id,
+            title,
+        )
+        for diagnostic in diagnostics
+    ]
 
 
 # Kusto.Language codes for names it cannot resolve without the workspace's schema: tables

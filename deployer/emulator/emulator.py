@@ -7,6 +7,8 @@ certificate authority lives as long as the object, so a restarted emulator is st
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import ssl
 import tempfile
@@ -58,6 +60,7 @@ class Emulator:
         read_only: bool = False,
         page_size: int = 50,
         accepted_token: str | None = None,
+        request_log: Path | None = None,
     ) -> None:
         if duration_style not in resources.DURATION_STYLES:
             raise ValueError(f"duration_style must be one of {resources.DURATION_STYLES}")
@@ -66,6 +69,8 @@ class Emulator:
         self.faults = faults if faults is not None else Faults()
         self.requests: list[LoggedRequest] = []
         self._log_lock = threading.Lock()
+        # Each request also as a JSON line in this file, for a client in another process.
+        self._request_log = request_log
         self._store = Store(state_dir)
         self._api = AlertRulesApi(
             self._store,
@@ -239,6 +244,9 @@ class Emulator:
         )
         with self._log_lock:
             self.requests.append(entry)
+            if self._request_log is not None:
+                with self._request_log.open("a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(dataclasses.asdict(entry)) + "\n")
         logger.debug("%s %s -> %s", request.method, request.path, status or "dropped")
 
 
