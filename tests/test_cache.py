@@ -28,7 +28,7 @@ def project(tmp_path: Path) -> Path:
         rule_yaml(
             title="Bad",
             rule_id="22222222-2222-3333-4444-555555555555",
-            detection="selection:\n    OriginalFileName: 'x.exe'\ncondition: selection",
+            detection="selection:\n    NoSuchField: 'x.exe'\ncondition: selection",
         ),
         encoding="utf-8",
     )

@@ -26,8 +26,8 @@ def many_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index in range(count):
         detection = f"selection:\n    CommandLine|contains: 'evil{index}'\ncondition: selection"
         if index % 7 == 3:
-            # Not in the ASIM schema: fails at conversion, with the field named.
-            detection = f"selection:\n    OriginalFileName: 'x{index}.exe'\ncondition: selection"
+            # No column of imProcessCreate: fails at conversion, with the field named.
+            detection = f"selection:\n    NoSuchField: 'x{index}.exe'\ncondition: selection"
         text = rule_yaml(
             title=f"Rule {index:03d}",
             rule_id=f"{index:08x}-2222-3333-4444-555555555555",
