@@ -16,13 +16,16 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from deployer import __version__
-from deployer.detection.runner import RuleTestResult
 from deployer.errors import DeployerError
 from deployer.model import RuleResult
 from deployer.report import relative_path
+
+if TYPE_CHECKING:
+    # Only for annotations: the runner imports DuckDB, which every command would pay for.
+    from deployer.detection.runner import RuleTestResult
 
 logger = logging.getLogger(__name__)
 
