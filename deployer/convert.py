@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,29 +55,25 @@ class FaithfulKustoBackend(KustoBackend):
         ):
             field = self.escape_and_quote_field(args[0].field)
             return f"{field} in ({', '.join(str(value) for value in values)})"
-        if len(cond.args) <= OR_CHAIN:
-            return super().convert_condition_as_in_expression(cond, state)
         # The backend joins a list's wildcard values (contains, endswith...) with `or`, flat.
-        return _nested(
-            str(
-                super(FaithfulKustoBackend, self).convert_condition_as_in_expression(
-                    ConditionOR(cond.args[at : at + OR_CHAIN]), state
-                )
-            )
-            for at in range(0, len(cond.args), OR_CHAIN)
-        )
+        return _in_groups(cond, state, super().convert_condition_as_in_expression)
 
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
-        if len(cond.args) <= OR_CHAIN:
-            return super().convert_condition_or(cond, state)
-        return _nested(
-            str(
-                super(FaithfulKustoBackend, self).convert_condition_or(
-                    ConditionOR(cond.args[at : at + OR_CHAIN]), state
-                )
-            )
-            for at in range(0, len(cond.args), OR_CHAIN)
-        )
+        return _in_groups(cond, state, super().convert_condition_or)
+
+
+def _in_groups(
+    cond: ConditionOR,
+    state: ConversionState,
+    convert: Callable[[ConditionOR, ConversionState], Any],
+) -> Any:
+    """`convert` of the `or` as it is, or of its terms in groups of OR_CHAIN, nested."""
+    if len(cond.args) <= OR_CHAIN:
+        return convert(cond, state)
+    return _nested(
+        str(convert(ConditionOR(cond.args[at : at + OR_CHAIN]), state))
+        for at in range(0, len(cond.args), OR_CHAIN)
+    )
 
 
 def _nested(groups: Iterable[str]) -> str:
